@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad path, a wrong checkpoint, an impossible setting) is raised as
+one of these, with what was wrong, the value seen and what to do. The CLI prints them as one line
+and exits non-zero; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SeedVR2Error(Exception):
+    """Base class of the errors a user can cause and fix."""
+
+
+class InputError(SeedVR2Error):
+    """An input file, folder or argument cannot be used."""
+
+
+class OutputError(SeedVR2Error):
+    """An output cannot be written (exists, unwritable folder, unsupported container)."""
+
+
+class CheckpointError(SeedVR2Error):
+    """A weights file is missing, unreadable or does not fit the model."""
+
+
+class ConfigError(SeedVR2Error):
+    """A configuration value or file is invalid."""

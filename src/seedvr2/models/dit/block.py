@@ -1,0 +1,142 @@
+"""The two-stream ("MM") transformer block with joint windowed attention (spec §1.5).
+
+Dimension key: ``l`` packed tokens, ``d`` width, ``n`` heads, ``k`` head dim, ``g`` windows.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .attention import Backend, WindowPlan, grouped_attention
+from .config import DiTConfig
+from .layers import AdaParams, DualStream, Modulation, make_mlp, modulate, per_token, rms_norm
+from .rope import RotaryEmbedding3d, apply_rotary
+
+
+class JointWindowAttention(nn.Module):
+    """Video tokens attend within their window plus their clip's text; text averages windows."""
+
+    def __init__(self, config: DiTConfig, shared: bool, **factory) -> None:
+        super().__init__()
+        dim, inner = config.dim, config.heads * config.head_dim
+        self.heads = config.heads
+        self.proj_qkv = DualStream(lambda: nn.Linear(dim, 3 * inner, bias=False, **factory), shared)
+        self.proj_out = DualStream(lambda: nn.Linear(inner, dim, **factory), shared)
+
+        def qk_norm() -> nn.Module:
+            return nn.RMSNorm(config.head_dim, eps=config.norm_eps, **factory)
+
+        self.norm_q = DualStream(qk_norm, shared)
+        self.norm_k = DualStream(qk_norm, shared)
+        self.rope = RotaryEmbedding3d(config, device=factory.get("device"))
+
+    def _qkv(self, x: torch.Tensor, stream: str) -> tuple[torch.Tensor, ...]:
+        qkv = rearrange(
+            self.proj_qkv.stream(stream)(x), "l (three n k) -> three l n k", three=3, n=self.heads
+        )
+        q = self.norm_q.stream(stream)(qkv[0])
+        k = self.norm_k.stream(stream)(qkv[1])
+        return q, k, qkv[2]
+
+    def _rotate_text(
+        self, q: torch.Tensor, k: torch.Tensor, text_lengths: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text RoPE at positions (i, i, i) per clip (3B only; identical in every window)."""
+        if not self.rope.rotates_text or q.shape[0] == 0:
+            return q, k
+        angles = torch.cat([self.rope.text_angles(n) for n in text_lengths])  # (l_txt, p)
+        return apply_rotary(q, angles), apply_rotary(k, angles)
+
+    def forward(
+        self,
+        vid: torch.Tensor,  # (l_vid, d), normalised and modulated
+        txt: torch.Tensor,  # (l_txt, d)
+        plan: WindowPlan,
+        text_lengths: list[int],
+        with_text_output: bool = True,
+        backend: Backend = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q_vid, k_vid, v_vid = self._qkv(vid, "vid")  # (l_vid, n, k)
+        q_txt, k_txt, v_txt = self._qkv(txt, "txt")  # (l_txt, n, k)
+        q_txt, k_txt = self._rotate_text(q_txt, k_txt, text_lengths)
+
+        segments = []
+        for group in plan.groups:
+            angles = self.rope.video_angles(group.shape, group.text_len)  # (t*h*w, p)
+            q_win = apply_rotary(q_vid[group.vid_index], angles)  # (g, t*h*w, n, k)
+            k_win = apply_rotary(k_vid[group.vid_index], angles)
+            k_seg = torch.cat([k_win, k_txt[group.txt_index]], dim=1)  # (g, s, n, k)
+            v_seg = torch.cat([v_vid[group.vid_index], v_txt[group.txt_index]], dim=1)
+            q_seg = torch.cat([q_win, q_txt[group.txt_index]], dim=1) if with_text_output else q_win
+            segments.append((q_seg, k_seg, v_seg))
+        outputs = grouped_attention(segments, backend)
+
+        out_vid = torch.empty_like(q_vid)
+        out_txt = torch.zeros_like(q_txt) if with_text_output else None
+        for group, out in zip(plan.groups, outputs):
+            win_len = group.vid_index.shape[1]
+            out_vid[group.vid_index.reshape(-1)] = out[:, :win_len].flatten(0, 1)
+            if out_txt is not None:
+                out_txt.index_add_(0, group.txt_index.reshape(-1), out[:, win_len:].flatten(0, 1))
+        o_vid = self.proj_out.stream("vid")(out_vid.flatten(1))
+        if out_txt is None:
+            return o_vid, None
+        mean_txt = out_txt.flatten(1) / plan.windows_per_txt_row.to(out_txt.dtype)
+        return o_vid, self.proj_out.stream("txt")(mean_txt)
+
+
+class MMBlock(nn.Module):
+    """Pre-norm block: modulated attention and MLP, each with a gated residual, per stream.
+
+    ``shared`` blocks use one weight set for both streams. ``vid_only`` (3B last block) leaves the
+    text stream un-modulated: text enters attention as ``rmsnorm(x_txt)`` and is not updated.
+    """
+
+    def __init__(
+        self, config: DiTConfig, shared: bool, shifted: bool, vid_only: bool, **factory
+    ) -> None:
+        super().__init__()
+        self.eps = config.norm_eps
+        self.shifted = shifted
+        self.vid_only = vid_only
+        self.attn = JointWindowAttention(config, shared, **factory)
+        self.mlp = DualStream(lambda: make_mlp(config, **factory), shared)
+        self.ada = DualStream(lambda: AdaParams(config.dim, **factory), shared)
+
+    def _modulations(
+        self, stream: str, emb: tuple[Modulation, Modulation], lengths: torch.Tensor
+    ) -> tuple[Modulation, Modulation]:
+        ada = self.ada.stream(stream)
+        return tuple(
+            Modulation(*(per_token(v, lengths) for v in ada.combine(layer, layer_emb)))
+            for layer, layer_emb in zip(("attn", "mlp"), emb)
+        )
+
+    def forward(
+        self,
+        vid: torch.Tensor,  # (l_vid, d)
+        txt: torch.Tensor,  # (l_txt, d)
+        emb: tuple[Modulation, Modulation],  # attn / mlp, each (b, d)
+        vid_lengths: torch.Tensor,  # (b,) patched tokens per clip
+        txt_lengths: torch.Tensor,  # (b,)
+        plan: WindowPlan,
+        backend: Backend = "auto",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        vid_attn, vid_mlp = self._modulations("vid", emb, vid_lengths)
+        a_vid = modulate(rms_norm(vid, self.eps), vid_attn)
+        a_txt = rms_norm(txt, self.eps)
+        if not self.vid_only:
+            txt_attn, txt_mlp = self._modulations("txt", emb, txt_lengths)
+            a_txt = modulate(a_txt, txt_attn)
+        o_vid, o_txt = self.attn(
+            a_vid, a_txt, plan, txt_lengths.tolist(), not self.vid_only, backend
+        )
+        vid = vid + o_vid * vid_attn.gate
+        vid = vid + self.mlp.stream("vid")(modulate(rms_norm(vid, self.eps), vid_mlp)) * vid_mlp.gate
+        if self.vid_only:
+            return vid, txt
+        txt = txt + o_txt * txt_attn.gate
+        txt = txt + self.mlp.stream("txt")(modulate(rms_norm(txt, self.eps), txt_mlp)) * txt_mlp.gate
+        return vid, txt

@@ -1,0 +1,163 @@
+"""The SeedVR2 native-resolution DiT (both released structures, one code base).
+
+Input and output are *packed*: clips of different sizes concatenated along the token axis, with
+per-clip shapes alongside (spec §2). Dimension key: ``b`` clips, ``l`` tokens, ``c`` channels,
+``d`` width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from seedvr2.errors import InputError
+
+from .attention import Backend, WindowPlan, build_window_plan
+from .block import MMBlock
+from .config import SHIFTED, DiTConfig, resolve_dit_config
+from .layers import (
+    AdaParams,
+    Modulation,
+    PatchLinear,
+    TimeEmbedding,
+    modulate,
+    patchify,
+    per_token,
+    split_time_embedding,
+    unpatchify,
+)
+
+
+class SeedVR2DiT(nn.Module):
+    """Predicts the velocity ``v = x_T - x_0`` of packed latent clips (v-prediction, lerp)."""
+
+    def __init__(
+        self,
+        config: DiTConfig,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.attention_backend: Backend = "auto"
+        self.gradient_checkpointing = False
+        factory = dict(device=device, dtype=dtype)
+        d = config.dim
+        self.vid_in = PatchLinear(config.patch_channels, d, **factory)
+        self.txt_in = nn.Linear(config.txt_in_dim, d, **factory)
+        self.emb_in = TimeEmbedding(d, config.emb_dim, **factory)
+        last = config.num_layers - 1
+        self.blocks = nn.ModuleList(
+            MMBlock(
+                config,
+                shared=i >= config.mm_layers,
+                shifted=config.window_methods[i] == SHIFTED,
+                vid_only=config.last_block_vid_only and i == last,
+                **factory,
+            )
+            for i in range(config.num_layers)
+        )
+        if config.out_norm:
+            self.vid_out_norm = nn.RMSNorm(d, eps=config.norm_eps, **factory)
+            self.vid_out_ada = AdaParams(d, layers=("out",), **factory)
+        _, ph, pw = config.patch_size
+        self.vid_out = PatchLinear(d, config.vid_out_channels * ph * pw, **factory)
+
+    def _check_inputs(
+        self,
+        vid: torch.Tensor,
+        txt: torch.Tensor,
+        vid_shape: torch.Tensor,
+        txt_shape: torch.Tensor,
+        timestep: torch.Tensor,
+    ) -> None:
+        cfg = self.config
+        if vid.ndim != 2 or vid.shape[1] != cfg.vid_in_channels:
+            raise InputError(f"vid must be (tokens, {cfg.vid_in_channels}), got {tuple(vid.shape)}")
+        if txt.ndim != 2 or txt.shape[1] != cfg.txt_in_dim:
+            raise InputError(f"txt must be (tokens, {cfg.txt_in_dim}), got {tuple(txt.shape)}")
+        if vid_shape.ndim != 2 or vid_shape.shape[1] != 3:
+            raise InputError(f"vid_shape must be (clips, 3), got {tuple(vid_shape.shape)}")
+        if txt_shape.shape != (vid_shape.shape[0], 1):
+            raise InputError(
+                f"txt_shape must be ({vid_shape.shape[0]}, 1), got {tuple(txt_shape.shape)}"
+            )
+        if int(vid_shape.prod(-1).sum()) != vid.shape[0]:
+            raise InputError(
+                f"vid has {vid.shape[0]} rows but vid_shape {vid_shape.tolist()} describes "
+                f"{int(vid_shape.prod(-1).sum())}"
+            )
+        if int(txt_shape.sum()) != txt.shape[0]:
+            raise InputError(f"txt has {txt.shape[0]} rows, txt_shape sums to {int(txt_shape.sum())}")
+        _, ph, pw = cfg.patch_size
+        if bool(((vid_shape[:, 1] % ph) != 0).any() or ((vid_shape[:, 2] % pw) != 0).any()):
+            raise InputError(f"latent h, w must be multiples of ({ph}, {pw}): {vid_shape.tolist()}")
+        if timestep.numel() not in (1, vid_shape.shape[0]):
+            raise InputError(f"need one timestep or one per clip, got {timestep.numel()}")
+
+    def window_plans(
+        self, vid_shape: torch.Tensor, txt_shape: torch.Tensor, device: torch.device
+    ) -> dict[bool, WindowPlan]:
+        """Regular and shifted window plans of a batch (computed once, shared by all blocks)."""
+        _, ph, pw = self.config.patch_size
+        grids = [(t, h // ph, w // pw) for t, h, w in vid_shape.tolist()]
+        text = txt_shape[:, 0].tolist()
+        return {
+            shifted: build_window_plan(grids, text, self.config.num_windows, shifted, device)
+            for shifted in {block.shifted for block in self.blocks}
+        }
+
+    def forward(
+        self,
+        vid: torch.Tensor,  # (l, 33) packed latent tokens [x_t | LQ latent | mask]
+        txt: torch.Tensor,  # (l_txt, txt_in_dim) packed text embeddings
+        vid_shape: torch.Tensor,  # (b, 3) latent (t, h, w) per clip
+        txt_shape: torch.Tensor,  # (b, 1) text length per clip
+        timestep: torch.Tensor | float,  # (b,) or scalar, in [0, 1000]
+    ) -> torch.Tensor:  # (l, 16) packed velocity
+        timestep = torch.as_tensor(timestep, device=vid.device).reshape(-1)
+        self._check_inputs(vid, txt, vid_shape, txt_shape, timestep)
+        vid_shape, txt_shape = vid_shape.cpu(), txt_shape.cpu()
+        clips = vid_shape.shape[0]
+        timestep = timestep.expand(clips)
+        patch = self.config.patch_size
+
+        x_vid = self.vid_in(patchify(vid, vid_shape, patch))  # (l', d)
+        x_txt = self.txt_in(txt)  # (l_txt, d)
+        emb = self.emb_in(timestep, x_vid.dtype)  # (b, 6d)
+        mods = split_time_embedding(emb)
+        vid_lengths = (vid_shape.prod(-1) // (patch[1] * patch[2])).to(vid.device)
+        txt_lengths = txt_shape[:, 0].to(vid.device)
+        plans = self.window_plans(vid_shape, txt_shape, vid.device)
+
+        for block in self.blocks:
+            args = (x_vid, x_txt, mods, vid_lengths, txt_lengths, plans[block.shifted])
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x_vid, x_txt = checkpoint(
+                    block, *args, self.attention_backend, use_reentrant=False
+                )
+            else:
+                x_vid, x_txt = block(*args, self.attention_backend)
+
+        if self.config.out_norm:
+            # The official cache-key collision makes the output head reuse the *attention*
+            # shift/scale slices of the embedding (spec §1.7).
+            out = self.vid_out_ada.combine("out", mods[0])
+            x_vid = modulate(
+                self.vid_out_norm(x_vid),
+                Modulation(per_token(out.shift, vid_lengths), per_token(out.scale, vid_lengths), 0),
+            )
+        return unpatchify(self.vid_out(x_vid), vid_shape, patch)
+
+
+def build_dit(
+    config: str | dict | DiTConfig = "3b",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> SeedVR2DiT:
+    """Build a DiT from a preset name (``3b``, ``7b``, ...), official arguments, or a config.
+
+    ``device="meta"`` builds the full-size models without allocating their weights.
+    """
+    return SeedVR2DiT(resolve_dit_config(config), device=device, dtype=dtype)

@@ -1,1 +1,5 @@
-"""models."""
+"""Pure-maths networks: the DiT, the causal video VAE and the discriminator."""
+
+from .dit import build_dit
+
+__all__ = ["build_dit"]

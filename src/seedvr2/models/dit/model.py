@@ -7,6 +7,8 @@ per-clip shapes alongside (spec §2). Dimension key: ``b`` clips, ``l`` tokens, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -27,6 +29,19 @@ from .layers import (
     split_time_embedding,
     unpatchify,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenState:
+    """Everything the blocks read: token streams, modulation, lengths and window plans."""
+
+    vid: torch.Tensor  # (l', d) patched video tokens
+    txt: torch.Tensor  # (l_txt, d)
+    modulation: tuple[Modulation, Modulation]  # attn / mlp, each (b, d)
+    vid_lengths: torch.Tensor  # (b,) patched tokens per clip
+    txt_lengths: torch.Tensor  # (b,)
+    plans: dict[bool, WindowPlan]  # by "shifted"
+    vid_shape: torch.Tensor  # (b, 3) latent (t, h, w), on the CPU
 
 
 class SeedVR2DiT(nn.Module):
@@ -108,6 +123,56 @@ class SeedVR2DiT(nn.Module):
             for shifted in {block.shifted for block in self.blocks}
         }
 
+    def embed(
+        self,
+        vid: torch.Tensor,  # (l, 33) packed latent tokens [x_t | LQ latent | mask]
+        txt: torch.Tensor,  # (l_txt, txt_in_dim) packed text embeddings
+        vid_shape: torch.Tensor,  # (b, 3) latent (t, h, w) per clip
+        txt_shape: torch.Tensor,  # (b, 1) text length per clip
+        timestep: torch.Tensor | float,  # (b,) or scalar, in [0, 1000]
+    ) -> TokenState:
+        """Check the inputs, patchify and project them, embed the timestep, plan the windows."""
+        timestep = torch.as_tensor(timestep, device=vid.device).reshape(-1)
+        self._check_inputs(vid, txt, vid_shape, txt_shape, timestep)
+        vid_shape, txt_shape = vid_shape.cpu(), txt_shape.cpu()
+        patch = self.config.patch_size
+        x_vid = self.vid_in(patchify(vid, vid_shape, patch))  # (l', d)
+        emb = self.emb_in(timestep.expand(vid_shape.shape[0]), x_vid.dtype)  # (b, 6d)
+        return TokenState(
+            vid=x_vid,
+            txt=self.txt_in(txt),  # (l_txt, d)
+            modulation=split_time_embedding(emb),
+            vid_lengths=(vid_shape.prod(-1) // (patch[1] * patch[2])).to(vid.device),
+            txt_lengths=txt_shape[:, 0].to(vid.device),
+            plans=self.window_plans(vid_shape, txt_shape, vid.device),
+            vid_shape=vid_shape,
+        )
+
+    def run_block(self, index: int, state: TokenState) -> TokenState:
+        """Apply block ``index`` (with gradient checkpointing when enabled and training)."""
+        block = self.blocks[index]
+        args = (state.vid, state.txt, state.modulation, state.vid_lengths, state.txt_lengths,
+                state.plans[block.shifted], self.attention_backend)
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            vid, txt = checkpoint(block, *args, use_reentrant=False)
+        else:
+            vid, txt = block(*args)
+        return dataclasses.replace(state, vid=vid, txt=txt)
+
+    def unembed(self, state: TokenState) -> torch.Tensor:  # (l, 16)
+        """Output head: (3B) norm and modulation, projection, unpatchify."""
+        x_vid = state.vid
+        if self.config.out_norm:
+            # The official cache-key collision makes the output head reuse the *attention*
+            # shift/scale slices of the embedding (spec §1.7).
+            out = self.vid_out_ada.combine("out", state.modulation[0])
+            lengths = state.vid_lengths
+            x_vid = modulate(
+                self.vid_out_norm(x_vid),
+                Modulation(per_token(out.shift, lengths), per_token(out.scale, lengths), 0),
+            )
+        return unpatchify(self.vid_out(x_vid), state.vid_shape, self.config.patch_size)
+
     def forward(
         self,
         vid: torch.Tensor,  # (l, 33) packed latent tokens [x_t | LQ latent | mask]
@@ -116,39 +181,10 @@ class SeedVR2DiT(nn.Module):
         txt_shape: torch.Tensor,  # (b, 1) text length per clip
         timestep: torch.Tensor | float,  # (b,) or scalar, in [0, 1000]
     ) -> torch.Tensor:  # (l, 16) packed velocity
-        timestep = torch.as_tensor(timestep, device=vid.device).reshape(-1)
-        self._check_inputs(vid, txt, vid_shape, txt_shape, timestep)
-        vid_shape, txt_shape = vid_shape.cpu(), txt_shape.cpu()
-        clips = vid_shape.shape[0]
-        timestep = timestep.expand(clips)
-        patch = self.config.patch_size
-
-        x_vid = self.vid_in(patchify(vid, vid_shape, patch))  # (l', d)
-        x_txt = self.txt_in(txt)  # (l_txt, d)
-        emb = self.emb_in(timestep, x_vid.dtype)  # (b, 6d)
-        mods = split_time_embedding(emb)
-        vid_lengths = (vid_shape.prod(-1) // (patch[1] * patch[2])).to(vid.device)
-        txt_lengths = txt_shape[:, 0].to(vid.device)
-        plans = self.window_plans(vid_shape, txt_shape, vid.device)
-
-        for block in self.blocks:
-            args = (x_vid, x_txt, mods, vid_lengths, txt_lengths, plans[block.shifted])
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                x_vid, x_txt = checkpoint(
-                    block, *args, self.attention_backend, use_reentrant=False
-                )
-            else:
-                x_vid, x_txt = block(*args, self.attention_backend)
-
-        if self.config.out_norm:
-            # The official cache-key collision makes the output head reuse the *attention*
-            # shift/scale slices of the embedding (spec §1.7).
-            out = self.vid_out_ada.combine("out", mods[0])
-            x_vid = modulate(
-                self.vid_out_norm(x_vid),
-                Modulation(per_token(out.shift, vid_lengths), per_token(out.scale, vid_lengths), 0),
-            )
-        return unpatchify(self.vid_out(x_vid), vid_shape, patch)
+        state = self.embed(vid, txt, vid_shape, txt_shape, timestep)
+        for index in range(len(self.blocks)):
+            state = self.run_block(index, state)
+        return self.unembed(state)
 
 
 def build_dit(

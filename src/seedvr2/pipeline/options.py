@@ -1,0 +1,71 @@
+"""Settings of a restoration run, in one typed place shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from seedvr2.errors import InputError
+
+from .color import COLOR_CORRECTIONS
+
+
+@dataclass(frozen=True)
+class VAETiling:
+    """Spatial tiles (pixels) and temporal chunks (latent frames) bounding VAE memory."""
+
+    encode_tile: int | None = None  # tile edge for encoding, None = whole frame
+    decode_tile: int | None = None  # tile edge for decoding (output pixels), None = whole frame
+    overlap: int = 64  # blended overlap between tiles, pixels
+    temporal_chunk: int | None = 4  # frames per causal chunk (official split_size 4); None = all
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What to produce from each input (sizes, batching, sampling, colour)."""
+
+    resolution: int | None = None  # output short side in pixels
+    scale: float | None = None  # output = input x scale
+    max_side: int | None = None  # cap on the output long side
+    batch_size: int = 21  # frames per temporal batch, 4n+1
+    overlap: int = 4  # frames shared (and cross-faded) by consecutive batches
+    scene_cuts: bool = False  # never let a batch straddle a detected scene change
+    prepend: int = 0  # reversed frames prepended to stabilise the start, removed afterwards
+    color: str = "wavelet"  # colour correction: wavelet, adain, lab, none
+    seed: int = 666
+    steps: int = 1  # Euler steps (SeedVR2: 1)
+    cfg_scale: float = 1.0  # classifier-free guidance (1 = negative prompt never run)
+    cond_noise_scale: float = 0.0  # noise augmentation of the LQ latent (SeedVR2: 0)
+    tiling: VAETiling = field(default_factory=VAETiling)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.batch_size % 4 != 1:
+            raise InputError(f"--batch-size must be 4n+1 (1, 5, 9, 13, ...), got {self.batch_size}")
+        if not 0 <= self.overlap < self.batch_size and self.batch_size > 1:
+            raise InputError(f"--overlap {self.overlap} must be below --batch-size")
+        if self.color not in COLOR_CORRECTIONS:
+            raise InputError(f"--color {self.color!r} is not one of {sorted(COLOR_CORRECTIONS)}")
+        if self.steps < 1:
+            raise InputError(f"--steps must be at least 1, got {self.steps}")
+        if self.prepend < 0:
+            raise InputError(f"--prepend must be >= 0, got {self.prepend}")
+        if not 0.0 <= self.cond_noise_scale <= 1.0:
+            raise InputError(f"--cond-noise must be in [0, 1], got {self.cond_noise_scale}")
+
+    @property
+    def effective_overlap(self) -> int:
+        """Overlap actually used: single-frame batches cannot overlap."""
+        return min(self.overlap, self.batch_size - 1)
+
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where and how the networks run."""
+
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    dtype: Precision | Literal["auto"] = "auto"
+    offload: bool = False  # keep only the network of the current phase on the device
+    attention: Literal["auto", "sdpa", "flash"] = "auto"

@@ -1,0 +1,252 @@
+"""Training batches: a step schedule of clip shapes, random crops, LQ synthesis, workers.
+
+Each optimiser step draws one clip shape (frames, height, width) from the active phase of the
+clip-growth schedule (``data.phases``; images first, then longer clips, spec §1a/§1c curriculum);
+every clip of that micro-batch has this shape. Sample ``index`` of the global batch is read,
+cropped and degraded from its own :func:`~seedvr2.train.rng.generator`, so rank ``r`` of a DDP run
+reads exactly the samples ``[r*b, (r+1)*b)`` a single process would read.
+
+Dimension key: ``b`` clips, ``c`` channels, ``f`` frames, ``h w`` pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from seedvr2.errors import ConfigError
+from seedvr2.weights import load_text_embedding
+
+from . import rng
+from .config import DataConfig, Phase, TrainConfig
+from .degrade import DegradationConfig, degrade_video, load_degradation_config
+from .sources import MediaEntry, SourceCache, build_index, read_clip
+
+PREVIEW_STEP = 1 << 40  # the "step" of preview samples: beyond any run, so never a training key
+
+# (video (c, f, h, w) in [0, 1], generator) -> LQ video (c, f, h/scale, w/scale) in [0, 1]
+Degrader = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class SampleKey(NamedTuple):
+    """Everything that determines one training sample."""
+
+    step: int
+    micro: int  # micro-step within the step (gradient accumulation)
+    index: int  # position in the global batch
+    frames: int
+    height: int
+    width: int
+
+
+@dataclass
+class PixelBatch:
+    """HQ clips and their LQ conditions, all of one shape."""
+
+    hq: torch.Tensor  # (b, c, f, h, w) in [-1, 1]
+    lq: torch.Tensor | None  # (b, c, f, h, w) LQ resized back to HQ size, in [-1, 1]
+    text: list[torch.Tensor | None]  # per clip: (l, txt_in_dim) from the manifest, or None
+    keys: list[SampleKey]
+
+
+def phase_at(phases: tuple[Phase, ...], step: int) -> Phase:
+    """The schedule phase active at ``step``."""
+    return [p for p in phases if p.start_step <= step][-1]
+
+
+def crop_size(size: int, aspect: float, multiple: int) -> tuple[int, int]:
+    """(h, w) with area about ``size**2``, ``w / h`` about ``aspect``, multiples of ``multiple``."""
+    height = max(multiple, round(size / math.sqrt(aspect) / multiple) * multiple)
+    width = max(multiple, round(size * math.sqrt(aspect) / multiple) * multiple)
+    return height, width
+
+
+def plan_shape(
+    phases: tuple[Phase, ...], seed: int, step: int, micro: int, multiple: int
+) -> tuple[int, int, int]:
+    """(frames, height, width) shared by every clip of one micro-step."""
+    phase = phase_at(phases, step)
+    g = rng.generator(seed, "shape", step, micro)
+
+    def pick(options: tuple) -> object:
+        return options[int(torch.randint(len(options), (), generator=g))]
+
+    frames = int(pick(phase.frames))
+    height, width = crop_size(int(pick(phase.sizes)), float(pick(phase.aspect_ratios)), multiple)
+    return frames, height, width
+
+
+class StepSampler(Sampler[list[SampleKey]]):
+    """This rank's sample keys for each micro-step from ``start_step`` to ``end_step``."""
+
+    def __init__(
+        self,
+        data: DataConfig,
+        seed: int,
+        start_step: int,
+        end_step: int,
+        grad_accum: int,
+        rank: int,
+        world_size: int,
+        multiple: int,
+    ) -> None:
+        if data.batch_size % world_size:
+            raise ConfigError(
+                f"data.batch_size {data.batch_size} is not divisible by {world_size} processes"
+            )
+        self.data, self.seed, self.multiple = data, seed, multiple
+        self.start_step, self.end_step, self.grad_accum = start_step, end_step, grad_accum
+        self.local = data.batch_size // world_size
+        self.offset = rank * self.local
+
+    def __len__(self) -> int:
+        return (self.end_step - self.start_step) * self.grad_accum
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        for step in range(self.start_step, self.end_step):
+            for micro in range(self.grad_accum):
+                shape = plan_shape(self.data.phases, self.seed, step, micro, self.multiple)
+                yield [SampleKey(step, micro, self.offset + i, *shape) for i in range(self.local)]
+
+
+@dataclass(frozen=True)
+class AreaDegradation:
+    """The plain LQ when no degradation config is given: area down-scaling, 8-bit levels."""
+
+    scale: int
+
+    def __call__(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        del generator  # deterministic
+        frames = rearrange(video, "c f h w -> f c h w")
+        small = F.interpolate(frames, scale_factor=1 / self.scale, mode="area")
+        return rearrange(torch.round(small.clamp(0, 1) * 255) / 255, "f c h w -> c f h w")
+
+
+@dataclass(frozen=True)
+class RealDegradation:
+    """The second-order real-world pipeline of :mod:`seedvr2.train.degrade` (spec §3)."""
+
+    config: DegradationConfig
+
+    def __call__(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        frames = degrade_video(rearrange(video, "c f h w -> f c h w"), self.config, generator)
+        return rearrange(frames, "f c h w -> c f h w")
+
+
+def build_degrader(path: str | None, scale: int) -> Degrader:
+    """The LQ synthesis of ``data.degradation``, or area down-scaling by ``scale`` when None."""
+    if path is None:
+        return AreaDegradation(scale)
+    config = load_degradation_config(path)
+    if config.scale != scale:
+        raise ConfigError(f"data.scale {scale} differs from the scale {config.scale} of the "
+                          f"degradation config {path}")
+    return RealDegradation(config)
+
+
+def _cover(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Up-scale ``(c, f, h, w)`` just enough to cover a ``height x width`` crop."""
+    _, _, h, w = video.shape
+    factor = max(height / h, width / w)
+    if factor <= 1:
+        return video
+    size = (max(height, math.ceil(h * factor)), max(width, math.ceil(w * factor)))
+    frames = F.interpolate(rearrange(video, "c f h w -> f c h w"), size=size, mode="bicubic",
+                           antialias=True)
+    return rearrange(frames.clamp(0, 1), "f c h w -> c f h w")
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset over :class:`SampleKey`: decode, crop, flip, degrade."""
+
+    def __init__(
+        self,
+        entries: list[MediaEntry],
+        seed: int,
+        degrader: Degrader | None,
+    ) -> None:
+        self.entries, self.seed, self.degrader = entries, seed, degrader
+        self.sources = SourceCache()  # per process: each data worker fills its own
+        self._eligible: dict[int, list[MediaEntry]] = {}
+
+    def eligible(self, frames: int) -> list[MediaEntry]:
+        """Entries with at least ``frames`` frames (every entry serves single images)."""
+        if frames not in self._eligible:
+            found = [e for e in self.entries if e.frames >= frames]
+            if not found:
+                longest = max(e.frames for e in self.entries)
+                raise ConfigError(
+                    f"data.phases asks for {frames}-frame clips; the longest video has {longest}"
+                )
+            self._eligible[frames] = found
+        return self._eligible[frames]
+
+    def __getitem__(self, key: SampleKey) -> dict:
+        g = rng.generator(self.seed, "data", key.step, key.micro, key.index)
+        options = self.eligible(key.frames)
+        entry = options[int(torch.randint(len(options), (), generator=g))]
+        start = int(torch.randint(entry.frames - key.frames + 1, (), generator=g))
+        clip = rearrange(read_clip(entry, start, key.frames, self.sources), "f h w c -> c f h w")
+        clip = _cover(clip, key.height, key.width)
+        top = int(torch.randint(clip.shape[2] - key.height + 1, (), generator=g))
+        left = int(torch.randint(clip.shape[3] - key.width + 1, (), generator=g))
+        clip = clip[:, :, top:top + key.height, left:left + key.width]
+        if bool(torch.rand((), generator=g) < 0.5):
+            clip = clip.flip(-1)
+        lq = None
+        if self.degrader is not None:
+            small = self.degrader(clip, g)
+            frames = F.interpolate(rearrange(small, "c f h w -> f c h w"),
+                                   size=(key.height, key.width), mode="bicubic")
+            lq = rearrange(frames.clamp(0, 1), "f c h w -> c f h w") * 2 - 1
+        text = load_text_embedding(entry.text) if entry.text else None
+        return dict(hq=clip * 2 - 1, lq=lq, text=text, key=key)
+
+    @staticmethod
+    def collate(samples: list[dict]) -> PixelBatch:
+        """Stack same-shape samples into a :class:`PixelBatch`."""
+        lqs = [s["lq"] for s in samples]
+        return PixelBatch(
+            hq=torch.stack([s["hq"] for s in samples]),
+            lq=None if lqs[0] is None else torch.stack(lqs),
+            text=[s["text"] for s in samples],
+            keys=[s["key"] for s in samples],
+        )
+
+
+
+
+def crop_multiple(stage_multiple: int, scale: int) -> int:
+    """Crop sizes: the stage's multiple (latent cell x DiT patch) and even LQ sizes (2 scale)."""
+    return math.lcm(stage_multiple, 2 * scale)
+
+
+def build_clip_dataset(cfg: TrainConfig, frame_step: int, needs_lq: bool) -> ClipDataset:
+    """Index ``data.roots`` / ``data.manifest`` and check the schedule's clip lengths."""
+    data = cfg.data
+    for i, phase in enumerate(data.phases):
+        bad = [f for f in phase.frames if (f - 1) % frame_step]
+        if bad:
+            raise ConfigError(f"data.phases[{i}].frames: {bad} are not 1 + {frame_step}k "
+                              "(the latent's temporal factor)")
+    degrader = build_degrader(data.degradation, data.scale) if needs_lq else None
+    return ClipDataset(build_index(data.roots, data.manifest), cfg.seed, degrader)
+
+
+def make_loader(dataset: Dataset, sampler: Iterable[list[SampleKey]], workers: int) -> DataLoader:
+    """A DataLoader over whole micro-batches (the sampler yields lists of keys)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=dataset.collate,
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+    )

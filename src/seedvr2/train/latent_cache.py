@@ -1,0 +1,107 @@
+"""Precomputed latents: encode samples of a run's data once, train from the files (optional).
+
+SeedVR precomputes HQ/LQ latents and text embeddings (4x faster training; spec §1a "Data").
+:func:`cache_latents` draws ``count`` samples spread over the run's clip schedule, encodes HQ and
+degraded LQ with the run's codec and writes one safetensors file per clip to ``data.cache``.
+Training with ``data.cache`` set then draws, for each sample key, a cached clip with the planned
+frame count (any clip when none has it), so the images -> video schedule still holds; clips of a
+batch may differ in size (the DiT takes packed clips). A cached LQ freezes one degradation draw:
+cache more samples than there are HQ clips to keep several draws per clip (spec §7).
+
+Dimension key: ``c`` latent channels, ``t h w`` latent grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from seedvr2.errors import ConfigError
+
+from . import rng
+from .config import TrainConfig, load_config
+from .data import SampleKey, build_clip_dataset, crop_multiple, plan_shape
+from .latents import build_codec
+from .optim import autocast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LatentItems:
+    """A micro-batch of cached clips (shapes may differ)."""
+
+    x0: list[torch.Tensor]  # per clip (c, t, h, w) HQ latent
+    lq: list[torch.Tensor]  # per clip (c, t, h, w) LQ latent
+    text: list[torch.Tensor | None]
+    keys: list[SampleKey]  # frames/height/width: the cached clip's pixel shape
+
+
+class LatentCacheDataset(Dataset):
+    """Cached clips by :class:`SampleKey` (a keyed draw among clips of the planned length)."""
+
+    def __init__(self, folder: str | Path, seed: int) -> None:
+        self.files = sorted(Path(folder).glob("*.safetensors"))
+        if not self.files:
+            raise ConfigError(f"data.cache: no *.safetensors latents in {folder}")
+        self.seed = seed
+        self.meta = [json.loads(_metadata(p)["sample"]) for p in self.files]
+        self.by_frames: dict[int, list[int]] = {}
+        for i, meta in enumerate(self.meta):
+            self.by_frames.setdefault(meta["frames"], []).append(i)
+
+    def __getitem__(self, key: SampleKey) -> dict:
+        g = rng.generator(self.seed, "data", key.step, key.micro, key.index)
+        options = self.by_frames.get(key.frames, range(len(self.files)))
+        index = options[int(torch.randint(len(options), (), generator=g))]
+        tensors, meta = load_file(str(self.files[index])), self.meta[index]
+        key = key._replace(frames=meta["frames"], height=meta["height"], width=meta["width"])
+        return dict(x0=tensors["x0"], lq=tensors["lq"], text=tensors.get("text"), key=key)
+
+    @staticmethod
+    def collate(samples: list[dict]) -> LatentItems:
+        return LatentItems([s["x0"] for s in samples], [s["lq"] for s in samples],
+                           [s["text"] for s in samples], [s["key"] for s in samples])
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()
+
+
+def cache_latents(
+    config_path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), count: int = 1000
+) -> Path:
+    """Encode ``count`` samples of a run config's data into its ``data.cache`` folder."""
+    cfg: TrainConfig = load_config(config_path, overrides)
+    if cfg.data.cache is None:
+        raise ConfigError("data.cache: set the folder the latents are written to")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    codec = build_codec(cfg.latent, device)
+    dataset = build_clip_dataset(cfg, codec.temporal, needs_lq=True)
+    multiple = crop_multiple(codec.spatial * 2, cfg.data.scale)
+    folder = Path(cfg.data.cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        step = n * cfg.run.steps // count  # spread over the schedule
+        key = SampleKey(step, 0, n, *plan_shape(cfg.data.phases, cfg.seed, step, 0, multiple))
+        sample = dataset[key]
+        with torch.no_grad(), autocast(cfg.run, device):
+            x0 = codec.encode(sample["hq"][None].to(device))[0].float().cpu()
+            lq = codec.encode(sample["lq"][None].to(device))[0].float().cpu()
+        tensors = {"x0": x0.contiguous(), "lq": lq.contiguous()}
+        if sample["text"] is not None:  # a per-item embedding from the manifest
+            tensors["text"] = sample["text"].contiguous()
+        meta = {"frames": key.frames, "height": key.height, "width": key.width}
+        save_file(tensors, str(folder / f"{n:08d}.safetensors"),
+                  metadata={"sample": json.dumps(meta)})
+    log.info("wrote %d cached latents to %s", count, folder)
+    return folder
+

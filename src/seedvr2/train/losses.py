@@ -1,0 +1,162 @@
+"""Loss functions of the three training stages (paper §3.3, eq. 3-4; spec §2).
+
+Pure functions on logits, features and tensors: the caller runs the networks (batching the four
+discriminator forwards ``x, x+σε, x̂, x̂+σε`` into one, as spec §2 advises) and applies the
+weights (paper: D step 1 / 1000 / 1000, G step 1 / 1.0 or 0.1 / 1.0 or 0.1). Logits are
+per-sample scalars, shape ``(b,)``; all adversarial terms are computed in FP32 because the ×1000
+penalties drown in BF16 rounding (spec §2 "numerical pitfalls"). Expectations are batch means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+LossDict = dict[str, torch.Tensor]  # named scalar terms, for logging
+
+
+class WeightedLoss(NamedTuple):
+    """A weighted sum of loss terms and the unweighted, detached terms for logging."""
+
+    total: torch.Tensor
+    terms: LossDict
+
+
+def weighted_sum(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> WeightedLoss:
+    """``Σ_k w_k · L_k`` over the named terms; every term needs a weight (and vice versa).
+
+    Terms with weight 0 are still logged, which keeps an ablated term visible in the metrics.
+    """
+    if set(terms) != set(weights):
+        raise ValueError(f"loss terms {sorted(terms)} and weights {sorted(weights)} differ")
+    total = sum(weights[name] * value for name, value in terms.items())
+    return WeightedLoss(total, {name: value.detach() for name, value in terms.items()})
+
+
+def _pair(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """``D(x) - D(x̂)`` per pair in FP32; pairs must line up (same clip's real and fake)."""
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"paired logits differ in shape: real {tuple(real_logits.shape)}, "
+            f"fake {tuple(fake_logits.shape)}"
+        )
+    return real_logits.float() - fake_logits.float()
+
+
+def rpgan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing GAN, discriminator side: ``E softplus(D(x̂) - D(x))``.
+
+    Jolicoeur-Martineau, "The relativistic discriminator" (ICLR 2019); used with R1 + R2 by
+    R3GAN (Huang et al., NeurIPS 2024) and SeedVR2 §3.3. ``real_logits[i]`` and ``fake_logits[i]``
+    are a pair: SeedVR2 pairs ``x`` with the ``x̂`` restored from its own LQ (spec §2).
+    """
+    return F.softplus(-_pair(real_logits, fake_logits)).mean()
+
+
+def rpgan_generator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing GAN, generator side: ``E softplus(D(x) - D(x̂))``.
+
+    The real logits carry no useful gradient here (D is frozen in the G step; compute them under
+    ``torch.no_grad``); the fake ones carry the gradient to the generator.
+    """
+    return F.softplus(_pair(real_logits, fake_logits)).mean()
+
+
+def nonsaturating_discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor
+) -> torch.Tensor:
+    """Non-saturating GAN (Goodfellow et al. 2014; APT's loss, the Table 3 baseline), D side:
+    ``E softplus(-D(x)) + E softplus(D(x̂))``."""
+    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
+
+
+def nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN, generator side: ``E softplus(-D(x̂))``."""
+    return F.softplus(-fake_logits.float()).mean()
+
+
+def perturb(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """``x + σ ε``, ``ε ~ N(0, I)`` drawn from ``generator``, in FP32 (input of the aR1/aR2 terms).
+
+    σ is the standard deviation (the papers write ``N(x, σI)``; spec §2 reads σ as std): σ = 0.1
+    for video latents, 0.01 for image-only phases (APT). Noise is drawn on the generator's device.
+    """
+    noise = torch.randn(x.shape, generator=generator, device=generator.device)
+    return x.float() + sigma * noise.to(x.device)
+
+
+def approximate_r1(logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch.Tensor:
+    """Approximated R1 (APT eq. 9): ``L_aR1 = E ‖D(x, c) - D(x + σε, c)‖²`` on real samples.
+
+    Since ``D(x + σε) - D(x) ≈ σ εᵀ∇D``, ``E_ε L_aR1 ≈ σ² ‖∇_x D‖²``: a weight λ on this term
+    acts like an exact R1 ``(γ/2) E‖∇D‖²`` with ``γ = 2λσ²``, without a double backward. Both
+    forwards must share ``t_D``, condition, text and dropout state (spec §2); gradients flow
+    through both branches.
+    """
+    return (logits.float() - perturbed_logits.float()).square().mean()
+
+
+def approximate_r2(fake_logits: torch.Tensor, perturbed_fake_logits: torch.Tensor) -> torch.Tensor:
+    """Approximated R2 (SeedVR2 eq. 3): ``L_aR2 = ‖D(x̂, c) - D(N(x̂, σI), c)‖²`` on detached fakes.
+
+    The same finite difference as :func:`approximate_r1`, on generated samples: together with R1
+    it makes RpGAN locally convergent (R3GAN), which SeedVR2 credits for the absent mode collapse.
+    """
+    return approximate_r1(fake_logits, perturbed_fake_logits)
+
+
+def gradient_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Exact zero-centred penalty ``E ‖∇_x D(x)‖²`` (R1 on reals, R2 on fakes; Mescheder 2018).
+
+    R3GAN's ``R1 = (γ/2) E‖∇D‖²``: multiply by ``γ/2``. ``inputs`` must require grad and
+    ``logits`` (one per sample) must come from them; the graph is kept (``create_graph``) so the
+    penalty trains D, which needs a double backward (math attention, no FSDP/checkpointing).
+    Works on packed inputs too: the squared gradient is summed over all elements and divided by
+    the number of samples. Used to validate the approximation (spec §2) and for ablations.
+    """
+    (grad,) = torch.autograd.grad(logits.float().sum(), inputs, create_graph=True)
+    return grad.float().square().sum() / logits.numel()
+
+
+def feature_matching_loss(
+    fake_features: Sequence[torch.Tensor],
+    real_features: Sequence[torch.Tensor],
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Feature matching (SeedVR2 eq. 4): ``L_F = (1/N) Σ_i ‖D_i^F(x̂, c) - D_i^F(x, c)‖_1``.
+
+    ``D_i^F`` are D's backbone features entering head ``i`` (blocks 16, 26, 36 of 36; N = 3).
+    Each ``‖·‖_1`` is a mean over tokens and channels, so the loss does not grow with resolution
+    or clip length and the paper's 0.1-1.0 weights keep their meaning (spec §2). Real features
+    are targets (detached). ``normalize`` divides layer ``i``'s term by ``mean |D_i^F(x)|``, a
+    documented deviation for when one layer dominates (spec §2); the paper has none.
+    """
+    if len(fake_features) != len(real_features) or not fake_features:
+        raise ValueError(
+            f"need matching non-empty feature lists, got {len(fake_features)} fake and "
+            f"{len(real_features)} real"
+        )
+    terms = []
+    for fake, real in zip(fake_features, real_features):
+        if fake.shape != real.shape:
+            raise ValueError(f"feature shapes differ: {tuple(fake.shape)} vs {tuple(real.shape)}")
+        real = real.detach().float()
+        term = (fake.float() - real).abs().mean()
+        if normalize:
+            term = term / real.abs().mean().clamp_min(torch.finfo(torch.float32).eps)
+        terms.append(term)
+    return torch.stack(terms).mean()
+
+
+def l1_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean |x̂ - x|`` (SeedVR2 §3.3), on latents: pixel-space losses need a VAE decode."""
+    return (prediction.float() - target.float()).abs().mean()
+
+
+def diffusion_mse(velocity: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Flow-matching loss ``mean ‖F(x_t, c, t) - v‖²`` with ``v = z - x_0`` (lerp schedule,
+    spec §1a) or the distillation target ``v*`` (spec §1b)."""
+    return (velocity.float() - target.float()).square().mean()

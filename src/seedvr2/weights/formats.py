@@ -1,0 +1,154 @@
+"""Reading weights files: ``.safetensors`` and pickled ``.pth/.pt/.bin``, fp8 dequantisation.
+
+Pickles are read with ``torch.load(weights_only=True)``: plain tensors and containers only, never
+arbitrary Python objects; zip-format files are memory-mapped. Common training wrappers
+(``{"ema": state_dict}``) are unwrapped by explicit keys only.
+
+fp8 (``float8_e4m3fn``, ``float8_e5m2``) is dequantised on load. A tensor ``<module>.<param>`` may
+come with a per-tensor scale ``<module>.scale_<param>`` (ComfyUI's "scaled fp8" convention, e.g.
+``blocks.0.attn.proj_qkv.vid.scale_weight``): the value is ``fp8 * scale``, and the scale entry is
+consumed. Plain fp8 without a scale is accepted too (scale 1).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from seedvr2.errors import CheckpointError
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
+SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+# Keys under which training checkpoints nest the state dict; unwrapped only when exactly one is set.
+CONTAINER_KEYS = ("state_dict", "model", "ema", "module")
+
+Device = torch.device | str
+
+
+def checked_path(path: str | Path) -> Path:
+    """``path`` as a Path, if it is an existing file with a supported suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    if path.suffix not in SUFFIXES:
+        raise CheckpointError(
+            f"{path}: unsupported weights format {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
+        )
+    return path
+
+
+def load_pickle(path: Path) -> object:
+    """``torch.load`` restricted to tensors and containers (memory-mapped for zip-format files)."""
+    try:
+        return torch.load(
+            path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+        )
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused:
+            raise CheckpointError(
+                f"{path} holds a Python object ({refused.group(1)}) besides tensors; pickles like "
+                "that can run code and are refused (weights_only loading); re-save the state dict "
+                "alone, or as safetensors"
+            ) from err
+        raise CheckpointError(f"{path} is not a readable PyTorch file (corrupt?)") from err
+    except Exception as err:  # truncated or corrupt archives surface as many exception types
+        raise CheckpointError(f"{path} is not a readable PyTorch file (corrupt?): {err}") from err
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict inside ``obj``, descending through :data:`CONTAINER_KEYS`."""
+    while isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = [key for key in CONTAINER_KEYS if isinstance(obj.get(key), dict)]
+        if len(found) > 1:
+            raise CheckpointError(
+                f"{path} nests several state dicts ({', '.join(found)}); save the one to use alone"
+            )
+        if not found:
+            others = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+            raise CheckpointError(
+                f"{path} is not a state dict: entries {others[:10]} are not tensors and none of "
+                f"{', '.join(CONTAINER_KEYS)} holds one; save the state dict alone"
+            )
+        obj = obj[found[0]]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def scale_key(name: str) -> str:
+    """Name of the per-tensor fp8 scale of ``name``: ``a.b.weight`` -> ``a.b.scale_weight``."""
+    module, _, param = name.rpartition(".")
+    return f"{module}.scale_{param}" if module else f"scale_{param}"
+
+
+def _convert(
+    names: Iterable[str],
+    get: Callable[[str], torch.Tensor],
+    dtype: torch.dtype | None,
+    device: Device,
+    path: Path,
+) -> dict[str, torch.Tensor]:
+    """Fetch each tensor, dequantise fp8 (consuming scales), cast floats to ``dtype``, move."""
+    names = list(names)
+    present, consumed, out = set(names), set(), {}
+    for name in names:
+        tensor = get(name)
+        if tensor.dtype in FP8_DTYPES:
+            tensor = tensor.float()  # exact: fp8 values are float32 values
+            scale = scale_key(name)
+            if scale in present:
+                factor = get(scale)
+                if factor.numel() != 1:
+                    raise CheckpointError(
+                        f"{path}: fp8 scale {scale} has shape {tuple(factor.shape)}; only one "
+                        "scale per tensor is supported"
+                    )
+                tensor = tensor * factor.float()
+                consumed.add(scale)
+        if tensor.is_floating_point():
+            tensor = tensor.to(device=device, dtype=dtype or tensor.dtype)
+        else:
+            tensor = tensor.to(device=device)
+        out[name] = tensor
+    for scale in consumed:
+        del out[scale]
+    return out
+
+
+def load_state_dict_file(
+    path: str | Path,
+    dtype: torch.dtype | None = None,
+    device: Device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """All tensors of a weights file, by name.
+
+    Args:
+        path: a ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` file.
+        dtype: cast floating tensors to this dtype; ``None`` keeps the file's dtype, except fp8,
+            which becomes float32. Integer and bool tensors are never cast.
+        device: where the tensors go. Files are read to the CPU first (mapped, not copied, when
+            the dtype and device already match).
+
+    Raises:
+        CheckpointError: missing file, unsupported suffix, corrupt or truncated file, a pickle
+            holding non-tensor objects, or no recognisable state dict.
+    """
+    path = checked_path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        state = _unwrap_state_dict(load_pickle(path), path)
+        return _convert(state, state.__getitem__, dtype, device, path)
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            return _convert(f.keys(), f.get_tensor, dtype, device, path)
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated?): {err}"
+        ) from err

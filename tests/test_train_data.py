@@ -1,0 +1,121 @@
+"""Training data: clip reading, crops, the clip schedule, per-sample determinism, rank splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seedvr2.errors import ConfigError, InputError
+from seedvr2.media import read_frames
+from seedvr2.train.config import DataConfig, Phase
+from seedvr2.train.data import (
+    AreaDegradation,
+    ClipDataset,
+    SampleKey,
+    StepSampler,
+    build_degrader,
+    crop_size,
+    plan_shape,
+)
+from seedvr2.train.sources import build_index, read_clip, read_manifest
+from train_support import make_media, write_video
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+def test_read_clip_seeks_to_the_exact_frames(tmp_path: Path) -> None:
+    frames = (np.arange(40)[:, None, None, None] * 6 + np.zeros((1, 32, 32, 3))).astype(np.uint8)
+    path = write_video(tmp_path / "ramp.mp4", frames, gop=8)  # keyframes at 0, 8, 16, ...
+    entry = build_index((str(tmp_path),), None)[0]
+    assert entry.frames == 40 and (entry.height, entry.width) == (32, 32)
+    clip = read_clip(entry, 29, 5).numpy()
+    assert np.array_equal(clip, read_frames(path)[29:34])
+    with pytest.raises(InputError, match="outside"):
+        read_clip(entry, 38, 5)
+
+
+def test_folders_and_manifest_with_frame_ranges(media: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text("# held-out tail excluded\n"
+                        + json.dumps({"path": str(media / "a.mp4"), "frames": [2, 9]}) + "\n"
+                        + f"{media / 'c.png'}\n")
+    assert [i.frames for i in read_manifest(manifest)] == [(2, 9), (0, None)]
+    entries = build_index((str(media),), str(manifest))
+    assert [(Path(e.path).name, e.frames, e.first) for e in entries] == [
+        ("a.mp4", 12, 0), ("b.mp4", 9, 0), ("c.png", 1, 0), ("a.mp4", 7, 2), ("c.png", 1, 0)]
+    ranged = entries[3]
+    assert np.array_equal(read_clip(ranged, 0, 3).numpy(), read_clip(entries[0], 2, 3).numpy())
+
+
+def test_crop_sizes_keep_area_aspect_and_multiple() -> None:
+    assert crop_size(256, 1.0, 16) == (256, 256)
+    h, w = crop_size(256, 16 / 9, 16)
+    assert h % 16 == 0 and w % 16 == 0 and abs(w / h - 16 / 9) < 0.1
+    assert abs(h * w / 256**2 - 1) < 0.1
+
+
+def test_schedule_grows_clips_with_the_step() -> None:
+    phases = (Phase(frames=(1,), sizes=(32,)), Phase(start_step=10, frames=(5, 9), sizes=(64,)))
+    early = {plan_shape(phases, 0, s, 0, 16) for s in range(10)}
+    late = {plan_shape(phases, 0, s, 0, 16) for s in range(10, 40)}
+    assert early == {(1, 32, 32)}
+    assert {f for f, _, _ in late} == {5, 9} and {h for _, h, _ in late} == {64}
+    assert plan_shape(phases, 0, 12, 1, 16) == plan_shape(phases, 0, 12, 1, 16)
+
+
+def test_samples_depend_only_on_their_key(media: Path) -> None:
+    dataset = ClipDataset(build_index((str(media),), None), seed=5, degrader=AreaDegradation(2))
+    key = SampleKey(step=3, micro=0, index=1, frames=5, height=32, width=32)
+    first, again = dataset[key], dataset[key]
+    assert torch.equal(first["hq"], again["hq"]) and torch.equal(first["lq"], again["lq"])
+    assert first["hq"].shape == first["lq"].shape == (3, 5, 32, 32)
+    assert float(first["hq"].min()) >= -1 and float(first["hq"].max()) <= 1
+    other = dataset[key._replace(index=2)]
+    assert not torch.equal(first["hq"], other["hq"])
+
+
+def test_ranks_split_the_global_batch(media: Path) -> None:
+    phases = (Phase(frames=(1, 5), sizes=(32,)),)
+    data = DataConfig(roots=(str(media),), batch_size=4, phases=phases)
+    whole = list(StepSampler(data, 0, 0, 3, 2, rank=0, world_size=1, multiple=16))
+    halves = [list(StepSampler(data, 0, 0, 3, 2, rank=r, world_size=2, multiple=16))
+              for r in range(2)]
+    assert [a + b for a, b in zip(*halves)] == whole
+    resumed = list(StepSampler(data, 0, 2, 3, 2, rank=0, world_size=1, multiple=16))
+    assert resumed == whole[4:]
+    with pytest.raises(ConfigError, match="not divisible by 3"):
+        StepSampler(data, 0, 0, 1, 1, rank=0, world_size=3, multiple=16)
+
+
+def test_small_sources_are_upscaled_to_cover_the_crop(media: Path) -> None:
+    dataset = ClipDataset(build_index((str(media),), None), seed=0, degrader=None)
+    sample = dataset[SampleKey(0, 0, 0, 1, 64, 96)]
+    assert sample["hq"].shape == (3, 1, 64, 96) and sample["lq"] is None
+    batch = ClipDataset.collate([sample, dataset[SampleKey(0, 0, 1, 1, 64, 96)]])
+    assert batch.hq.shape == (2, 3, 1, 64, 96) and batch.lq is None
+
+
+def test_clips_longer_than_any_video_are_a_config_error(media: Path) -> None:
+    dataset = ClipDataset(build_index((str(media),), None), seed=0, degrader=None)
+    with pytest.raises(ConfigError, match="longest video has 12"):
+        dataset[SampleKey(0, 0, 0, 13, 32, 32)]
+
+
+def test_real_degradations_are_keyed_by_the_sample(media: Path) -> None:
+    config = Path(__file__).parents[1] / "configs" / "degradations" / "realesrgan_video.yaml"
+    with pytest.raises(ConfigError, match="data.scale 2 differs"):
+        build_degrader(str(config), scale=2)
+    dataset = ClipDataset(build_index((str(media),), None), seed=1,
+                          degrader=build_degrader(str(config), scale=4))
+    key = SampleKey(step=0, micro=0, index=0, frames=5, height=32, width=32)
+    first, again = dataset[key], dataset[key]
+    assert first["lq"].shape == (3, 5, 32, 32)  # degraded at 8x8, resized back
+    assert torch.equal(first["lq"], again["lq"])
+    assert not torch.equal(first["lq"], first["hq"])

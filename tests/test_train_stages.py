@@ -1,0 +1,132 @@
+"""Each training stage end-to-end on the CPU: runs, learns, resumes bit-identically, chains."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from seedvr2.models import build_dit
+from seedvr2.train import run
+from seedvr2.train.checkpoint import load_checkpoint
+from seedvr2.train.networks import export_weights
+from seedvr2.weights import load_into
+from train_support import make_media, tiny_config, write_config
+
+STAGES = ["vae", "diffusion", "distill", "adversarial"]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+def _config(media: Path, output: Path, stage: str = "diffusion", **sections: dict) -> dict:
+    """The tiny config; the VAE stage trains the tiny VAE (the others use pixel-unshuffle)."""
+    if stage == "vae":
+        sections = {"latent": {"kind": "vae", "vae": "tiny"}, **sections}
+    return tiny_config(media, output, stage, **sections)
+
+
+def _metrics(output: Path) -> list[dict[str, str]]:
+    with open(output / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _networks(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return load_checkpoint(path)["models"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_runs_end_to_end(stage: str, media: Path, tmp_path: Path) -> None:
+    cfg = _config(media, tmp_path / "out", stage, run={"sample_every": 4})
+    last = run(write_config(tmp_path / "run.yaml", cfg))
+    out = tmp_path / "out"
+    assert last == out / "checkpoints" / "step_00000004.pt"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002.pt",
+                                                                 "step_00000004.pt"]
+    rows = _metrics(out)
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert all(float(v) == float(v) for r in rows for k, v in r.items() if v)  # no NaN
+    assert (out / "samples" / "step_00000004.mp4").is_file()  # the last phase has 5-frame clips
+    payload = load_checkpoint(last)
+    assert payload["step"] == 4 and payload["config"]["stage"] == stage
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_resumed_run_is_bit_identical(stage: str, media: Path, tmp_path: Path) -> None:
+    whole = run(write_config(tmp_path / "a.yaml", _config(media, tmp_path / "a", stage)))
+    interrupted = write_config(tmp_path / "b.yaml", _config(media, tmp_path / "b", stage))
+    run(interrupted, ["run.steps=2"])  # stops after the checkpoint of step 2
+    resumed = run(interrupted)
+    a, b = _networks(whole), _networks(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}.{key}"
+    assert _metrics(tmp_path / "a") == [
+        {**row, "time/step_s": a_row["time/step_s"]}
+        for row, a_row in zip(_metrics(tmp_path / "b"), _metrics(tmp_path / "a"))
+    ]
+
+
+def test_diffusion_loss_falls(media: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(media, tmp_path / "out", run={"steps": 30, "checkpoint_every": 30},
+                      data={"batch_size": 4})
+    run(write_config(tmp_path / "run.yaml", cfg))
+    losses = [float(r["loss"]) for r in _metrics(tmp_path / "out")]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_stages_chain_from_checkpoints(media: Path, tmp_path: Path) -> None:
+    """diffusion -> distillation (from its EMA) -> APT (G from the student, D from diffusion)."""
+    diffusion = tmp_path / "diffusion"
+    run(write_config(tmp_path / "d.yaml", tiny_config(media, diffusion, run={"steps": 2})))
+    distill = tmp_path / "distill"
+    cfg = tiny_config(media, distill, "distill", run={"steps": 2},
+                      model={"init": str(diffusion)})
+    run(write_config(tmp_path / "p.yaml", cfg))
+    start = _networks(diffusion / "checkpoints" / "step_00000002.pt")["dit_ema"]
+    teacher = _networks(distill / "checkpoints" / "step_00000002.pt")["teacher"]
+    assert all(torch.equal(start[k], teacher[k]) for k in start)  # round 1's teacher
+    cfg = tiny_config(media, tmp_path / "apt", "adversarial", run={"steps": 1},
+                      model={"init": str(distill)},
+                      adversarial={"discriminator_init": str(diffusion)})
+    networks = _networks(run(write_config(tmp_path / "a.yaml", cfg)))
+    assert set(networks) == {"generator", "generator_ema", "discriminator"}
+
+
+def test_bf16_checkpointing_and_real_degradations_run(media: Path, tmp_path: Path) -> None:
+    degradation = Path(__file__).parents[1] / "configs" / "degradations" / "realesrgan_video.yaml"
+    cfg = tiny_config(media, tmp_path / "out", "adversarial", run={"steps": 2, "precision": "bf16"},
+                      model={"gradient_checkpointing": True},
+                      data={"scale": 4, "degradation": str(degradation)})
+    networks = _networks(run(write_config(tmp_path / "run.yaml", cfg)))
+    assert all(v.dtype == torch.float32 for v in networks["generator"].values())
+    assert all(torch.isfinite(v).all() for v in networks["discriminator"].values())
+
+
+def test_a_checkpoint_of_another_stage_is_refused(media: Path, tmp_path: Path) -> None:
+    run(write_config(tmp_path / "a.yaml", tiny_config(media, tmp_path / "out", run={"steps": 2})))
+    from seedvr2.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="is a 'diffusion' checkpoint"):
+        run(write_config(tmp_path / "b.yaml", tiny_config(media, tmp_path / "out", "distill")))
+
+
+def test_exported_weights_rebuild_the_model_from_one_file(media: Path, tmp_path: Path) -> None:
+    run(write_config(tmp_path / "a.yaml", tiny_config(media, tmp_path / "out", run={"steps": 2})))
+    exported = export_weights(tmp_path / "out", tmp_path / "dit.safetensors")
+    with safe_open(str(exported), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["network"] == "dit_ema" and metadata["step"] == "2"
+    model = build_dit(json.loads(metadata["config"]))
+    load_into(model, load_file(str(exported)))  # strict
+    again = tiny_config(media, tmp_path / "distill", "distill", run={"steps": 1},
+                        model={"init": str(exported)})
+    run(write_config(tmp_path / "b.yaml", again))  # a weights file starts a run too

@@ -1,5 +1,16 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration and fixtures."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from model_fixtures import write_tiny_model
+
 torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random model (3b-tiny DiT, tiny VAE) in our file format."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny")

@@ -26,3 +26,7 @@ class CheckpointError(SeedVR2Error):
 
 class ConfigError(SeedVR2Error):
     """A configuration value or file is invalid."""
+
+
+class OutOfMemory(SeedVR2Error):
+    """The device ran out of memory; the message names the settings that lower the peak."""

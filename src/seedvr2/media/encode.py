@@ -43,6 +43,8 @@ VIDEO_CODECS: dict[str, CodecSpec] = {
     "prores": CodecSpec("prores_ks", "yuv422p10le", "yuva444p10le", None),  # 422 HQ / 4444
 }
 
+X265_SAFE_WIDTH = 64  # narrower pictures need a smaller x265 coding tree unit (see encoder_options)
+
 VIDEO_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 """Video container per output extension."""
 
@@ -109,9 +111,18 @@ def choose_pix_fmt(codec: str, pix_fmt: str | None, alpha: bool, width: int, hei
 
 
 def encoder_options(
-    codec: str, pix_fmt: str, crf: int | None, preset: str | None, extra: dict[str, str]
+    codec: str,
+    pix_fmt: str,
+    crf: int | None,
+    preset: str | None,
+    extra: dict[str, str],
+    width: int = X265_SAFE_WIDTH,
 ) -> dict[str, str]:
-    """FFmpeg encoder options; ``extra`` (pass-through ``key=value``) wins."""
+    """FFmpeg encoder options; ``extra`` (pass-through ``key=value``) wins.
+
+    x265 (as bundled with PyAV) corrupts the heap on pictures narrower than its 64-pixel coding
+    tree unit; narrower pictures are coded with 16-pixel units, which it handles.
+    """
     spec = VIDEO_CODECS[codec]
     options: dict[str, str] = {}
     if spec.crf is not None:
@@ -119,7 +130,7 @@ def encoder_options(
         if preset is not None:
             options["preset"] = preset
     if codec == "h265":
-        options["x265-params"] = "log-level=error"
+        options["x265-params"] = "log-level=error" + (":ctu=16" if width < X265_SAFE_WIDTH else "")
     elif codec == "prores":
         options |= {"profile": "4444" if "444" in pix_fmt else "hq", "vendor": "apl0"}
     elif codec == "ffv1":

@@ -55,7 +55,8 @@ def denoise_clips(
 
     All clips run packed in one DiT call per step (the DiT keeps clips independent). One step at
     t = 1000 is SeedVR2's one-step generator; ``steps > 1`` and ``cfg_scale != 1`` serve models
-    that were not distilled.
+    that were not distilled. The DiT runs in its parameters' dtype; the sampler's arithmetic runs
+    in the dtype of ``noise`` (float32 recommended, as the official ``x_0 = x_T - v``).
     """
     if len(noise) != len(lq_latents) or not noise:
         raise ValueError(f"need as many noise as LQ latents (>0), got {len(noise)}, {len(lq_latents)}")
@@ -72,9 +73,13 @@ def denoise_clips(
             for lq, aug in zip(lq_latents, augment)
         ]
     )  # (l, c + 1)
+    dtype = next(dit.parameters()).dtype
+    condition = condition.to(dtype)
     vid_shape = torch.tensor([shape[:3] for shape in shapes], device=condition.device)  # (b, 3)
-    positive = _text_batch(text, len(shapes))
-    negative = _text_batch(negative_text, len(shapes)) if negative_text is not None else None
+    positive = _text_batch(text.to(dtype), len(shapes))
+    negative = (
+        _text_batch(negative_text.to(dtype), len(shapes)) if negative_text is not None else None
+    )
 
     def velocity(prompt: tuple[torch.Tensor, torch.Tensor]):
         txt, txt_shape = prompt
@@ -82,7 +87,7 @@ def denoise_clips(
         def predict_v(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (l, c)
             timestep = t.expand(len(shapes)).to(x_t.device)
             out = dit(
-                vid=model_input(x_t, condition),
+                vid=model_input(x_t.to(dtype), condition),
                 txt=txt,
                 vid_shape=vid_shape,
                 txt_shape=txt_shape,

@@ -12,12 +12,25 @@ from .color import COLOR_CORRECTIONS
 
 @dataclass(frozen=True)
 class VAETiling:
-    """Spatial tiles (pixels) and temporal chunks (latent frames) bounding VAE memory."""
+    """Spatial tiles and temporal chunks bounding VAE memory (sizes in video pixels / frames)."""
 
-    encode_tile: int | None = None  # tile edge for encoding, None = whole frame
+    encode_tile: int | None = None  # tile edge for encoding (input pixels), None = whole frame
     decode_tile: int | None = None  # tile edge for decoding (output pixels), None = whole frame
     overlap: int = 64  # blended overlap between tiles, pixels
-    temporal_chunk: int | None = 4  # frames per causal chunk (official split_size 4); None = all
+    temporal_chunk: int | None = None  # frames per causal chunk, multiple of 4; None = model's, 0 = all
+
+    def __post_init__(self) -> None:
+        for name in ("encode_tile", "decode_tile"):
+            tile = getattr(self, name)
+            if tile is not None and (tile < 64 or tile % 8 or tile <= self.overlap):
+                raise InputError(
+                    f"--{name.replace('_', '-')} {tile} must be a multiple of 8, at least 64 and "
+                    f"above the tile overlap {self.overlap}"
+                )
+        if self.overlap < 0 or self.overlap % 8:
+            raise InputError(f"--tile-overlap {self.overlap} must be a non-negative multiple of 8")
+        if self.temporal_chunk is not None and (self.temporal_chunk < 0 or self.temporal_chunk % 4):
+            raise InputError(f"--temporal-chunk {self.temporal_chunk} must be 0 or a multiple of 4")
 
 
 @dataclass(frozen=True)
@@ -54,8 +67,8 @@ class RestoreOptions:
 
     @property
     def effective_overlap(self) -> int:
-        """Overlap actually used: single-frame batches cannot overlap."""
-        return min(self.overlap, self.batch_size - 1)
+        """Overlap actually used: at most half a batch, so every batch moves the clip forward."""
+        return min(self.overlap, (self.batch_size - 1) // 2)
 
 
 Precision = Literal["fp32", "bf16", "fp16"]

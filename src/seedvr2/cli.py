@@ -1,0 +1,292 @@
+"""Command line: ``seedvr2 restore | info | train | export``. Parses arguments, calls the API.
+
+Errors a user can fix print as one line (``seedvr2: error: ...``) with exit code 1; argument
+errors exit with 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from seedvr2 import __version__
+from seedvr2.errors import SeedVR2Error
+
+RESTORE_EXAMPLES = """examples:
+  seedvr2 restore clip.mp4 -o clip_2x.mp4 --scale 2
+  seedvr2 restore old_films/ -o restored/ --resolution 1080 --model 3b --skip-existing
+  seedvr2 restore "shots/*.mov" -o out/ --codec ffv1 --batch-size 33 --scene-cuts
+  seedvr2 restore photo.png -o photo_4x.png --scale 4 --decode-tile 512
+  seedvr2 restore clip.mp4 -o out.mp4 --resolution 720 --dry-run
+"""
+
+
+def _restore_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="restore or upscale videos, images and image folders",
+        description="Restore or upscale videos, images and image folders with SeedVR2.",
+        epilog=RESTORE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (one input) or folder; default: next to "
+                   "each input with --suffix")  # fmt: skip
+    g = p.add_argument_group("model")
+    g.add_argument("-m", "--model", help="preset (3b, 7b, 7b-sharp), folder or Hugging Face repo "
+                   "id; default: the bundled small model")  # fmt: skip
+    g.add_argument("--offline", action="store_true", help="never download; use the cache only")
+    g.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
+    g = p.add_argument_group("size")
+    size = g.add_mutually_exclusive_group()
+    size.add_argument("-r", "--resolution", type=int, help="output short side in pixels")
+    size.add_argument("-s", "--scale", type=float, help="output size = input size x SCALE")
+    g.add_argument("--max-side", type=int, help="cap on the output long side in pixels")
+    g = p.add_argument_group("quality")
+    g.add_argument("--color", default="wavelet", help="colour correction: wavelet (default), "
+                   "adain, lab, none")  # fmt: skip
+    g.add_argument("--seed", type=int, default=666)
+    g.add_argument("--steps", type=int, default=1, help="sampling steps (SeedVR2: 1)")
+    g.add_argument("--cfg-scale", type=float, default=1.0, help="guidance (SeedVR2: 1, off)")
+    g.add_argument("--cond-noise", type=float, default=0.0, help="noise on the LQ latent, 0-1")
+    g = p.add_argument_group("frames and memory")
+    g.add_argument("-b", "--batch-size", type=int, default=21, help="frames per batch, 4n+1 "
+                   "(more: steadier, more memory)")  # fmt: skip
+    g.add_argument("--overlap", type=int, default=4, help="frames cross-faded between batches")
+    g.add_argument("--scene-cuts", action="store_true", help="start a batch at every shot change")
+    g.add_argument("--prepend", type=int, default=0, help="reversed frames added before the "
+                   "first (then dropped) to steady the start")  # fmt: skip
+    g.add_argument("--encode-tile", type=int, help="VAE encode tile edge in pixels")
+    g.add_argument("--decode-tile", type=int, help="VAE decode tile edge in output pixels")
+    g.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
+    g.add_argument("--temporal-chunk", type=int, help="VAE frames per causal chunk (4n; 0: all)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--offload", action="store_true", help="keep only the network in use on the "
+                   "device")  # fmt: skip
+    g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"])
+    g = p.add_argument_group("input selection")
+    g.add_argument("--start", type=float, default=0.0, help="seconds to skip")
+    g.add_argument("--duration", type=float, help="seconds to restore")
+    g.add_argument("--max-frames", type=int, help="frames to restore at most")
+    g.add_argument("--sequence", action="store_true", help="a folder of images is one clip")
+    g.add_argument("--sequence-fps", type=float, help="frame rate of image sequences (25)")
+    g.add_argument("--recursive", action="store_true", help="look into sub-folders")
+    g = p.add_argument_group("output")
+    g.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "prores"])
+    g.add_argument("--crf", type=int, help="quality for h264/h265 (lower: better; default 18/20)")
+    g.add_argument("--preset", help="x264/x265 preset, e.g. slow")
+    g.add_argument("--pix-fmt", help="encoder pixel format, e.g. yuv420p10le")
+    g.add_argument("--format", help="output type for folders of inputs: mp4, mkv, mov (videos) "
+                   "or png, tiff, jpg, webp (images)")  # fmt: skip
+    g.add_argument("--frames-folder", action="store_true", help="write videos as PNG frames")
+    g.add_argument("--suffix", default="_seedvr2", help="name suffix of outputs next to inputs")
+    g.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
+    g.add_argument("--no-audio", action="store_true", help="do not copy audio and subtitles")
+    policy = g.add_mutually_exclusive_group()
+    policy.add_argument("-y", "--overwrite", action="store_true", help="replace existing outputs")
+    policy.add_argument("--skip-existing", action="store_true", help="leave finished outputs")
+    g = p.add_argument_group("run")
+    g.add_argument("-n", "--dry-run", action="store_true", help="print the plan, restore nothing")
+    g.add_argument("--report", help="write a JSON report of the run to this file")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_restore)
+
+
+def _format_choice(value: str | None) -> tuple[str | None, str | None]:
+    """--format -> (video_format, image_format)."""
+    if value is None:
+        return None, None
+    suffix = "." + value.lower().lstrip(".")
+    if suffix in (".mp4", ".mkv", ".mov"):
+        return suffix, None
+    return None, suffix
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from seedvr2 import pipeline
+    from seedvr2.pipeline import planning, report
+
+    video_format, image_format = _format_choice(args.format)
+    settings = pipeline.OutputSettings(
+        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+        video_format=video_format, image_format=image_format, frames_folder=args.frames_folder,
+        suffix=args.suffix, fps=args.fps, audio=not args.no_audio, overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+    )  # fmt: skip
+    selection = pipeline.InputSelection(
+        start=args.start, duration=args.duration, max_frames=args.max_frames,
+        sequence_fps=args.sequence_fps, sequence=args.sequence,
+    )  # fmt: skip
+    options = pipeline.RestoreOptions(
+        resolution=args.resolution, scale=args.scale, max_side=args.max_side,
+        batch_size=args.batch_size, overlap=args.overlap, scene_cuts=args.scene_cuts,
+        prepend=args.prepend, color=args.color, seed=args.seed, steps=args.steps,
+        cfg_scale=args.cfg_scale, cond_noise_scale=args.cond_noise,
+        tiling=pipeline.VAETiling(
+            encode_tile=args.encode_tile, decode_tile=args.decode_tile,
+            overlap=args.tile_overlap, temporal_chunk=args.temporal_chunk,
+        ),
+    )  # fmt: skip
+    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
+    if args.dry_run:
+        return _dry_run(args, options, jobs, selection, planning)
+    restorer = pipeline.Restorer.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+        attention=args.attention, cache_dir=args.cache_dir, offline=args.offline,
+        **{f.name: getattr(options, f.name) for f in options.__dataclass_fields__.values()},
+    )  # fmt: skip
+    results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)
+    if args.report:
+        report.write_report(args.report, report.build_report(restorer, results, {
+            "command": sys.argv, "selection": selection, "output_settings": settings}))
+    return _summarise(results)
+
+
+def _dry_run(args, options, jobs, selection, planning) -> int:
+    from seedvr2.pipeline.runtime import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    print(f"dry run: {len(jobs)} job(s) on {device} in {str(dtype).removeprefix('torch.')}")
+    try:
+        facts = planning.model_facts(args.model)
+    except SeedVR2Error as error:
+        facts = None
+        print(f"no memory estimate: {error}")
+    for job in jobs:
+        plan = planning.plan_job(options, job, selection)
+        peak = None if facts is None else planning.estimate_peak_bytes(
+            plan, options, facts, dtype, args.offload)
+        print(planning.describe(plan, peak))
+    return 0
+
+
+def _run_with_progress(restorer, jobs, selection, settings, quiet: bool):
+    from tqdm import tqdm
+
+    from seedvr2.pipeline import run_jobs
+
+    bar: list[tqdm] = []
+
+    def on_start(job, frames: int) -> None:
+        if bar:
+            bar.pop().close()
+        bar.append(tqdm(total=frames, unit="frame", desc=job.source.name, disable=quiet,
+                        dynamic_ncols=True, leave=True))  # fmt: skip
+
+    def on_frame(count: int) -> None:
+        bar[-1].update(count)
+
+    try:
+        return run_jobs(restorer, jobs, selection, settings, on_frame, on_start)
+    finally:
+        if bar:
+            bar.pop().close()
+
+
+def _summarise(results) -> int:
+    done = [r for r in results if r.status == "done"]
+    failed = [r for r in results if r.status == "failed"]
+    skipped = [r for r in results if r.status == "skipped"]
+    for result in failed:
+        print(f"seedvr2: error: {result.message}", file=sys.stderr)
+    frames = sum(r.frames for r in done)
+    seconds = sum(r.seconds for r in done)
+    rate = frames / seconds if seconds else 0.0
+    parts = [f"restored {len(done)} file(s), {frames} frame(s) in {seconds:.1f} s ({rate:.2f} "
+             "frames/s)"]  # fmt: skip
+    if skipped:
+        parts.append(f"{len(skipped)} skipped (output exists)")
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    print("; ".join(parts))
+    return 1 if failed else 0
+
+
+def _info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="say what a model or weights file is")
+    p.add_argument("model", help="a weights file, a model folder, a preset or a repo id")
+    p.add_argument("--offline", action="store_true", help="never download")
+    p.set_defaults(handler=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from seedvr2.weights import load_state_dict_file, locate_model, state_dict_summary
+
+    path = Path(args.model).expanduser()
+    if path.is_file():
+        print(f"{path}: {state_dict_summary(load_state_dict_file(path))}")
+        return 0
+    files = locate_model(args.model, offline=args.offline)
+    print(f"model {files.origin}")
+    for name in ("dit", "vae"):
+        file = getattr(files, name)
+        print(f"  {name:4} {file}: {state_dict_summary(load_state_dict_file(file))}")
+    for name in ("pos_emb", "neg_emb"):
+        print(f"  {name} {getattr(files, name) or '(none)'}")
+    return 0
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a stage from a YAML config (torchrun for many GPUs)")
+    p.add_argument("config", help="configs/train/*.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4")
+    p.set_defaults(handler=_train)
+    p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors")
+    p.add_argument("checkpoint", help="a run folder or checkpoint file")
+    p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("--network", help="which network (default: the EMA of the trained one)")
+    p.set_defaults(handler=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seedvr2 import train
+
+    checkpoint = train.run(args.config, args.overrides)
+    if checkpoint is not None:
+        print(f"latest checkpoint: {checkpoint}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from seedvr2 import train
+
+    print(f"wrote {train.export_weights(args.checkpoint, args.output, args.network)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seedvr2", description="SeedVR2 one-step video restoration and upscaling."
+    )
+    parser.add_argument("--version", action="version", version=f"seedvr2 {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _restore_parser(sub)
+    _info_parser(sub)
+    _train_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        return args.handler(args)
+    except SeedVR2Error as error:
+        print(f"seedvr2: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seedvr2: interrupted; unfinished outputs were removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""File jobs: which inputs, which outputs, and restoring one file into another safely.
+
+Inputs are files, folders (each media file inside is one job; ``sequence=True`` makes a folder of
+images one clip) and glob patterns. Outputs never replace an input nor an existing file unless
+asked, and are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seedvr2.errors import InputError, OutOfMemory, OutputError, SeedVR2Error
+from seedvr2.media import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    MediaInfo,
+    MediaSource,
+    MediaWriter,
+    detect_scene_cuts,
+    image_files,
+    open_media,
+)
+
+from .restorer import Restorer
+
+VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")
+CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
+
+
+@dataclass(frozen=True)
+class InputSelection:
+    """What to read from each input."""
+
+    start: float = 0.0  # seconds skipped at the start
+    duration: float | None = None  # seconds kept from ``start``
+    max_frames: int | None = None  # frames kept at most
+    sequence_fps: float | None = None  # frame rate of image sequences (default 25)
+    sequence: bool = False  # a folder of images is one clip, not one job per image
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How and where outputs are written."""
+
+    codec: str = "h264"  # h264, h265, ffv1, prores
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None  # default: per codec, 10-bit when the source is
+    video_format: str | None = None  # .mp4, .mkv, .mov; default per codec
+    image_format: str | None = None  # .png, .tiff, ...; default: the input's
+    frames_folder: bool = False  # videos and sequences become folders of PNG frames
+    suffix: str = "_seedvr2"  # added to names of outputs placed next to the inputs
+    fps: float | None = None  # output frame rate override (frames are re-timed evenly)
+    audio: bool = True  # copy audio and subtitle streams
+    overwrite: bool = False
+    skip_existing: bool = False  # resume: leave finished outputs alone
+
+    def __post_init__(self) -> None:
+        if self.overwrite and self.skip_existing:
+            raise InputError("--overwrite and --skip-existing contradict each other; pick one")
+        if self.video_format is not None and self.video_format not in VIDEO_OUTPUTS:
+            raise InputError(f"video format {self.video_format!r} is not one of {VIDEO_OUTPUTS}")
+        if self.image_format is not None and self.image_format not in IMAGE_EXTENSIONS:
+            raise InputError(
+                f"image format {self.image_format!r} is not one of {sorted(IMAGE_EXTENSIONS)}"
+            )
+        if self.fps is not None and self.fps <= 0:
+            raise InputError(f"--fps must be positive, got {self.fps}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input restored into one output."""
+
+    source: Path
+    output: Path
+
+
+@dataclass
+class JobResult:
+    """How a job went."""
+
+    job: Job
+    status: str  # "done", "skipped", "failed"
+    frames: int = 0
+    seconds: float = 0.0
+    size: tuple[int, int] | None = None  # output (w, h)
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def _is_media(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in VIDEO_EXTENSIONS or suffix in IMAGE_EXTENSIONS
+
+
+def _is_image_folder(path: Path) -> bool:
+    return path.is_dir() and bool(image_files(path))
+
+
+def expand_inputs(
+    specs: list[str], sequence: bool = False, recursive: bool = False
+) -> list[tuple[Path, Path | None]]:
+    """Inputs as ``(path, root)``: ``root`` is the folder given, for mirroring sub-folders.
+
+    Raises:
+        InputError: a path that does not exist, a pattern or folder matching nothing.
+    """
+    found: list[tuple[Path, Path | None]] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if not path.exists() and glob.has_magic(spec):
+            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True))
+            media = [m for m in matches if _is_media(m) or (sequence and _is_image_folder(m))]
+            if not media:
+                raise InputError(f"{spec}: the pattern matches no video, image or image folder")
+            found += [(m, None) for m in media]
+        elif path.is_dir():
+            if sequence:  # an empty folder is reported when it is opened
+                found.append((path, None))
+                continue
+            walk = path.rglob("*") if recursive else path.iterdir()
+            media = sorted(p for p in walk if p.is_file() and _is_media(p) and not p.name.startswith("."))
+            if not media:
+                hint = "" if recursive else " (add --recursive to look into sub-folders)"
+                raise InputError(f"{path}: folder holds no video or image files{hint}")
+            found += [(m, path) for m in media]
+        elif path.exists():
+            found.append((path, None))
+        else:
+            raise InputError(f"{spec}: no such file or folder")
+    return found
+
+
+def _output_suffix(source: Path, settings: OutputSettings) -> str:
+    """Extension of the output of ``source`` ("" for a frames folder)."""
+    is_image = source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS
+    if is_image:
+        return settings.image_format or source.suffix.lower()
+    if settings.frames_folder or source.is_dir():
+        return ""
+    return settings.video_format or CONTAINER_FOR_CODEC.get(settings.codec, ".mp4")
+
+
+def plan_jobs(
+    inputs: list[str],
+    output: str | None,
+    settings: OutputSettings,
+    sequence: bool = False,
+    recursive: bool = False,
+) -> list[Job]:
+    """Pair every input with its output path.
+
+    ``output`` is a file (one input; its extension picks the format), a folder (outputs keep
+    the input names, sub-folders mirrored), or None (outputs next to inputs with the suffix).
+    """
+    sources = expand_inputs(inputs, sequence, recursive)
+    target = None if output is None else Path(output).expanduser()
+    # One input and a target that is not an existing folder: the target is the output itself
+    # when it has an extension, or when the output is a frames folder anyway.
+    single = (
+        target is not None
+        and len(sources) == 1
+        and not target.is_dir()
+        and (target.suffix != "" or _output_suffix(sources[0][0], settings) == "")
+    )
+    if target is not None and target.suffix and not target.is_dir() and len(sources) > 1:
+        raise InputError(
+            f"-o {output} names one file but there are {len(sources)} inputs; give a folder"
+        )
+    jobs: list[Job] = []
+    for source, root in sources:
+        if single:
+            destination = target
+        elif target is None:
+            name = source.stem + settings.suffix + _output_suffix(source, settings)
+            destination = source.with_name(name)
+        else:
+            relative = source.relative_to(root).parent if root is not None else Path()
+            destination = target / relative / (source.stem + _output_suffix(source, settings))
+        jobs.append(Job(source, destination))
+    _check_outputs(jobs)
+    return jobs
+
+
+def _check_outputs(jobs: list[Job]) -> None:
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        output = job.output.resolve()
+        if output == job.source.resolve():
+            raise InputError(f"{job.source}: the output would replace the input; choose another -o")
+        if output in seen:
+            raise InputError(
+                f"{seen[output]} and {job.source} would both be written to {job.output}; "
+                "give them separate output folders or rename one"
+            )
+        seen[output] = job.source
+
+
+def open_input(job: Job, selection: InputSelection) -> MediaSource:
+    """Open a job's input with the selected trim."""
+    return open_media(
+        job.source,
+        start=selection.start,
+        duration=selection.duration,
+        max_frames=selection.max_frames,
+        fps=selection.sequence_fps,
+    )
+
+
+def frame_count(source: MediaSource) -> int:
+    """Frames of the selection, counted by decoding when the container does not say."""
+    count = source.info.frame_count
+    if count is None:
+        count = sum(1 for _ in source.frames())
+    if count == 0:
+        raise InputError(f"{source.info.path}: holds no video frames")
+    return count
+
+
+def _writer(job: Job, info: MediaInfo, settings: OutputSettings) -> MediaWriter:
+    options: dict[str, object] = {"overwrite": settings.overwrite}
+    if job.output.suffix.lower() in VIDEO_OUTPUTS:
+        options |= {"codec": settings.codec, "crf": settings.crf, "preset": settings.preset}
+        pix_fmt = settings.pix_fmt
+        if pix_fmt is None and info.bit_depth > 8 and settings.codec in ("h264", "h265"):
+            pix_fmt = "yuv420p10le"  # keep 10-bit sources 10-bit
+        options["pix_fmt"] = pix_fmt
+        if not settings.audio:
+            options["copy_streams_from"] = None
+    else:
+        options["bit_depth"] = 16 if info.bit_depth > 8 else 8
+    if settings.fps is not None:
+        fps = Fraction(settings.fps).limit_denominator(1_000_000)
+        options |= {"fps": fps, "time_base": 1 / fps}
+    return MediaWriter.for_source(job.output, info, **options)
+
+
+def restore_file(
+    restorer: Restorer,
+    job: Job,
+    selection: InputSelection | None = None,
+    settings: OutputSettings | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    on_start: Callable[[Job, int], None] | None = None,
+) -> JobResult:
+    """Restore one input file into its output; ``on_frame(n)`` after each written frame.
+
+    Raises:
+        SeedVR2Error: unreadable input or unwritable output; nothing is left half-written.
+    """
+    selection = selection or InputSelection()
+    settings = settings or OutputSettings()
+    if settings.skip_existing and job.output.exists():
+        return JobResult(job, "skipped", message="output exists")
+    if job.output.exists() and not settings.overwrite:
+        raise OutputError(f"{job.output} exists; pass --overwrite to replace it or --skip-existing")
+    began = time.perf_counter()
+    source = open_input(job, selection)
+    count = frame_count(source)
+    cuts = detect_scene_cuts(f.image for f in source.frames()) if restorer.options.scene_cuts else []
+    if on_start is not None:
+        on_start(job, count)
+    stamps: deque[int] = deque()
+
+    def frames() -> Iterator[np.ndarray]:
+        for frame in source.frames():
+            stamps.append(frame.pts)
+            yield frame.image
+
+    written = 0
+    size = None
+    try:
+        with _writer(job, source.info, settings) as writer:
+            for image in restorer.stream(frames(), count, cuts):
+                pts = stamps.popleft()
+                writer.write(image, None if settings.fps is not None else pts)
+                written += 1
+                size = (image.shape[1], image.shape[0])
+                if on_frame is not None:
+                    on_frame(1)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(
+            f"{job.source}: out of {restorer.device.type} memory at {count} frames of "
+            f"{source.info.width}x{source.info.height}; try --offload, --decode-tile 512 "
+            "--encode-tile 512, a smaller --batch-size, or --dtype bf16/fp16"
+        ) from None
+    return JobResult(job, "done", written, time.perf_counter() - began, size)
+
+
+def run_jobs(
+    restorer: Restorer,
+    jobs: list[Job],
+    selection: InputSelection | None = None,
+    settings: OutputSettings | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    on_start: Callable[[Job, int], None] | None = None,
+) -> list[JobResult]:
+    """Restore every job with one loaded model; a failing input does not stop the others."""
+    results = []
+    for job in jobs:
+        try:
+            results.append(restore_file(restorer, job, selection, settings, on_frame, on_start))
+        except SeedVR2Error as error:
+            results.append(JobResult(job, "failed", message=str(error)))
+    return results

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -347,6 +350,30 @@ def test_output_keeps_exact_size_including_odd(tmp_path, codec, suffix, size):
     with av.open(str(path)) as container:
         stored = container.streams.video[0].codec_context.pix_fmt
     assert stored == ("yuv444p" if size[0] % 2 else "yuv420p")
+
+
+SMALL_H265_WRITE = """
+import sys
+import numpy as np
+from seedvr2.media import MediaWriter
+height, width, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+frames = np.random.default_rng(0).random((9, height, width, 3), dtype=np.float32)
+with MediaWriter(path, codec="h265") as writer:
+    for frame in frames:
+        writer.write(frame)
+junk = [bytearray(1000 * i) for i in range(2000)]  # allocations that trip over a corrupt heap
+"""
+
+
+@pytest.mark.parametrize("size", [(32, 48), (16, 40), (100, 40)])
+def test_small_h265_pictures_do_not_corrupt_the_heap(tmp_path, size):
+    # x265's CU-tree corrupts the heap on these sizes; glibc's checks make that abort at once.
+    out = tmp_path / "small.mkv"
+    env = {**os.environ, "MALLOC_CHECK_": "3"}
+    command = [sys.executable, "-c", SMALL_H265_WRITE, *map(str, size), str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_frames(out).shape == (9, *size, 3)
 
 
 def test_colour_tags_default_to_bt709_or_follow_the_source(tmp_path):

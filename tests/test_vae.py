@@ -90,7 +90,8 @@ def test_first_k_plus_1_latents_decode_to_first_4k_plus_1_frames(vae: VideoAutoe
     z = latent(4)
     whole = vae.decode(z, temporal_chunk=0)
     prefix = vae.decode(z[:, :, : k + 1], temporal_chunk=0)
-    torch.testing.assert_close(prefix, whole[:, :, : 4 * k + 1], rtol=1e-5, atol=1e-6)
+    # float32 noise of convolutions over different lengths only; a causality leak is O(1e-1)
+    torch.testing.assert_close(prefix, whole[:, :, : 4 * k + 1], rtol=1e-4, atol=2e-5)
 
 
 # Temporal chunking ----------------------------------------------------------------------------

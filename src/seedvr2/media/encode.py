@@ -43,7 +43,7 @@ VIDEO_CODECS: dict[str, CodecSpec] = {
     "prores": CodecSpec("prores_ks", "yuv422p10le", "yuva444p10le", None),  # 422 HQ / 4444
 }
 
-X265_SAFE_WIDTH = 64  # narrower pictures need a smaller x265 coding tree unit (see encoder_options)
+X265_SMALL_SIDE = 128  # below this side x265's CU-tree is switched off (see x265_params)
 
 VIDEO_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 """Video container per output extension."""
@@ -110,19 +110,28 @@ def choose_pix_fmt(codec: str, pix_fmt: str | None, alpha: bool, width: int, hei
     return full
 
 
+def x265_params(width: int, height: int, *params: str) -> str:
+    """``x265-params`` for a ``width`` x ``height`` picture: ``params`` plus the small-picture fix.
+
+    The x265 bundled with PyAV corrupts the heap (a later, unrelated ``malloc`` aborts the
+    process) on some small pictures, e.g. 32x48, whatever the coding-tree-unit size; its CU-tree
+    rate control is the culprit, and small pictures are coded without it (a few percent of bit
+    rate, nothing at these sizes).
+    """
+    small = min(width, height) < X265_SMALL_SIDE
+    return ":".join([*params, *(["cutree=0"] if small else [])])
+
+
 def encoder_options(
     codec: str,
     pix_fmt: str,
     crf: int | None,
     preset: str | None,
     extra: dict[str, str],
-    width: int = X265_SAFE_WIDTH,
+    width: int = X265_SMALL_SIDE,
+    height: int = X265_SMALL_SIDE,
 ) -> dict[str, str]:
-    """FFmpeg encoder options; ``extra`` (pass-through ``key=value``) wins.
-
-    x265 (as bundled with PyAV) corrupts the heap on pictures narrower than its 64-pixel coding
-    tree unit; narrower pictures are coded with 16-pixel units, which it handles.
-    """
+    """FFmpeg encoder options; ``extra`` (pass-through ``key=value``) wins."""
     spec = VIDEO_CODECS[codec]
     options: dict[str, str] = {}
     if spec.crf is not None:
@@ -130,7 +139,7 @@ def encoder_options(
         if preset is not None:
             options["preset"] = preset
     if codec == "h265":
-        options["x265-params"] = "log-level=error" + (":ctu=16" if width < X265_SAFE_WIDTH else "")
+        options["x265-params"] = x265_params(width, height, "log-level=error")
     elif codec == "prores":
         options |= {"profile": "4444" if "444" in pix_fmt else "hq", "vendor": "apl0"}
     elif codec == "ffv1":

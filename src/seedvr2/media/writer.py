@@ -76,7 +76,7 @@ class _VideoSink:
             self._spec.encoder,
             rate=writer.fps,
             options=encoder_options(writer.codec, pix_fmt, writer.crf, writer.preset,
-                                    writer.encoder_options, width),
+                                    writer.encoder_options, width, height),
         )  # fmt: skip
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = stream.codec_context.time_base = writer.time_base

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from seedvr2.media.encode import x265_params
+
 from .config import CRF_CODECS
 
 _MIN_SIDE = 16
@@ -30,10 +32,11 @@ _X264_UP_TO_AVX2 = "MMX2,SSE,SSE2,SSE2Fast,SSE3,SSSE3,SSE4,SSE4.2,LZCNT,AVX,FMA3
 
 
 @functools.cache
-def _encoder_options(codec: str) -> dict[str, str]:
+def _encoder_options(codec: str, width: int, height: int) -> dict[str, str]:
     """Options making ``codec`` reproducible (module docstring); x265 also stops logging."""
     if codec == "libx265":
-        return {"x265-params": "log-level=none:pools=none:frame-threads=1"}
+        params = x265_params(width, height, "log-level=none", "pools=none", "frame-threads=1")
+        return {"x265-params": params}
     if codec != "libx264":
         return {"threads": "1"}
     try:
@@ -81,7 +84,7 @@ def video_compress(
     padded = F.pad(clip.detach().float(), (0, pad_w, 0, pad_h), mode="replicate")
     pixels = torch.round(padded.clamp(0, 1) * 255).to(torch.uint8)
     pixels = rearrange(pixels, "f c h w -> f h w c").cpu().numpy()
-    options = dict(_encoder_options(codec))
+    options = dict(_encoder_options(codec, width + pad_w, height + pad_h))
     if codec in CRF_CODECS:
         options["crf"] = f"{quality:.2f}"
     else:

@@ -189,9 +189,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix(tmp_path: Path) -> None:
-    (tmp_path / "w.gguf").write_bytes(b"GGUF")
-    with pytest.raises(CheckpointError, match="unsupported weights format '.gguf'"):
-        load_state_dict_file(tmp_path / "w.gguf")
+    (tmp_path / "w.onnx").write_bytes(b"ONNX")
+    with pytest.raises(CheckpointError, match="unsupported weights format '.onnx'"):
+        load_state_dict_file(tmp_path / "w.onnx")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

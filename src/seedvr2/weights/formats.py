@@ -1,4 +1,4 @@
-"""Reading weights files: ``.safetensors`` and pickled ``.pth/.pt/.bin``, fp8 dequantisation.
+"""Reading weights files: ``.safetensors``, pickled ``.pth/.pt/.bin`` and ``.gguf``; dequantisation.
 
 Pickles are read with ``torch.load(weights_only=True)``: plain tensors and containers only, never
 arbitrary Python objects; zip-format files are memory-mapped. Common training wrappers
@@ -7,7 +7,8 @@ arbitrary Python objects; zip-format files are memory-mapped. Common training wr
 fp8 (``float8_e4m3fn``, ``float8_e5m2``) is dequantised on load. A tensor ``<module>.<param>`` may
 come with a per-tensor scale ``<module>.scale_<param>`` (ComfyUI's "scaled fp8" convention, e.g.
 ``blocks.0.attn.proj_qkv.vid.scale_weight``): the value is ``fp8 * scale``, and the scale entry is
-consumed. Plain fp8 without a scale is accepted too (scale 1).
+consumed. Plain fp8 without a scale is accepted too (scale 1). GGUF files are read through the
+optional ``gguf`` package (:mod:`.gguf_files`), their quantised tensors dequantised to float32.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from safetensors import SafetensorError, safe_open
 
 from seedvr2.errors import CheckpointError
 
+from .gguf_files import GGUFFile
+
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
-SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+SUFFIXES = (".safetensors", ".gguf", *PICKLE_SUFFIXES)
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 # Keys under which training checkpoints nest the state dict; unwrapped only when exactly one is set.
 CONTAINER_KEYS = ("state_dict", "model", "ema", "module")
@@ -131,17 +134,20 @@ def load_state_dict_file(
     """All tensors of a weights file, by name.
 
     Args:
-        path: a ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` file.
-        dtype: cast floating tensors to this dtype; ``None`` keeps the file's dtype, except fp8,
-            which becomes float32. Integer and bool tensors are never cast.
+        path: a ``.safetensors``, ``.gguf``, ``.pth``, ``.pt`` or ``.bin`` file.
+        dtype: cast floating tensors to this dtype; ``None`` keeps the file's dtype, except fp8
+            and GGUF quantisations, which become float32. Integer and bool tensors are never cast.
         device: where the tensors go. Files are read to the CPU first (mapped, not copied, when
             the dtype and device already match).
 
     Raises:
         CheckpointError: missing file, unsupported suffix, corrupt or truncated file, a pickle
-            holding non-tensor objects, or no recognisable state dict.
+            holding non-tensor objects, no recognisable state dict, or GGUF without ``gguf``.
     """
     path = checked_path(path)
+    if path.suffix == ".gguf":
+        gguf = GGUFFile(path)
+        return _convert(gguf.keys(), gguf.get_tensor, dtype, device, path)
     if path.suffix in PICKLE_SUFFIXES:
         state = _unwrap_state_dict(load_pickle(path), path)
         return _convert(state, state.__getitem__, dtype, device, path)

@@ -20,7 +20,7 @@ from torch import nn
 from seedvr2.errors import CheckpointError
 
 _LISTED = 10  # keys shown per category in an error
-_BUFFER_SUFFIXES = (".rope.freqs",)  # persistent buffers, not counted as parameters
+BUFFER_SUFFIXES = (".rope.freqs",)  # persistent buffers, not counted as parameters
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 _FULL_SIZES = {("3B", 2560, 32): "SeedVR2-3B", ("7B", 3072, 36): "SeedVR2-7B"}
 
@@ -61,7 +61,7 @@ def _dit_width(state: Mapping[str, torch.Tensor]) -> int | None:
 
 def state_dict_summary(state: Mapping[str, torch.Tensor]) -> CheckpointSummary:
     """Recognise a DiT (3B or 7B structure), a VAE, or neither, with size and dtypes."""
-    parameters = sum(t.numel() for k, t in state.items() if not k.endswith(_BUFFER_SUFFIXES))
+    parameters = sum(t.numel() for k, t in state.items() if not k.endswith(BUFFER_SUFFIXES))
     dtypes = dict(Counter(str(t.dtype).removeprefix("torch.") for t in state.values()))
     keys = list(state)
     if keys and all(k.startswith(("encoder.", "decoder.")) for k in keys):

@@ -21,18 +21,22 @@ from seedvr2.models.dit import SeedVR2DiT
 from seedvr2.models.vae import VideoAutoencoder
 
 from .formats import Device, checked_path, load_state_dict_file
+from .gguf_files import CONFIG_KEY, GGUFFile
 from .loading import CheckpointSummary, load_into, state_dict_summary
 
 _RELEASED_DITS = {("3B", 2560, 32): "3b", ("7B", 3072, 36): "7b"}
 
 
 def file_config(path: str | Path) -> dict[str, Any] | None:
-    """The JSON config stored in a safetensors file's metadata, or None (pickles, none stored)."""
+    """The JSON config in a safetensors (``config``) or GGUF (``seedvr2.config``) file, or None."""
     path = checked_path(path)
-    if path.suffix != ".safetensors":
+    if path.suffix == ".gguf":
+        text = GGUFFile(path).metadata().get(CONFIG_KEY)
+    elif path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as handle:
+            text = (handle.metadata() or {}).get("config")
+    else:
         return None
-    with safe_open(str(path), framework="pt") as handle:
-        text = (handle.metadata() or {}).get("config")
     if not text:
         return None
     try:

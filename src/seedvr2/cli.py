@@ -1,4 +1,4 @@
-"""Command line: ``seedvr2 restore | info | train | export``. Parses arguments, calls the API.
+"""Command line: ``seedvr2 restore | info | train | export | convert``. Parses arguments, calls the API.
 
 Errors a user can fix print as one line (``seedvr2: error: ...``) with exit code 1; argument
 errors exit with 2; anything else is a bug and keeps its traceback.
@@ -63,14 +63,19 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
     g.add_argument("--temporal-chunk", type=int, help="VAE frames per causal chunk (4n; 0: all)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--devices", help="several devices restoring batches in parallel, e.g. "
+                   "cuda:0,cuda:1 (overrides --device)")  # fmt: skip
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     g.add_argument("--offload", action="store_true", help="keep only the network in use on the "
                    "device")  # fmt: skip
+    g.add_argument("--swap-blocks", type=int, default=0, metavar="N", help="keep N DiT blocks "
+                   "on the CPU, streaming each to the GPU when used (less memory, slower)")  # fmt: skip
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"])
     g = p.add_argument_group("input selection")
-    g.add_argument("--start", type=float, default=0.0, help="seconds to skip")
-    g.add_argument("--duration", type=float, help="seconds to restore")
-    g.add_argument("--max-frames", type=int, help="frames to restore at most")
+    g.add_argument("--start", default="0", help="time to skip: seconds, mm:ss or hh:mm:ss.ms")
+    g.add_argument("--duration", help="time to restore: seconds, mm:ss or hh:mm:ss.ms")
+    g.add_argument("--frames", "--max-frames", dest="max_frames", type=int, help="frames to "
+                   "restore at most")  # fmt: skip
     g.add_argument("--sequence", action="store_true", help="a folder of images is one clip")
     g.add_argument("--sequence-fps", type=float, help="frame rate of image sequences (25)")
     g.add_argument("--recursive", action="store_true", help="look into sub-folders")
@@ -88,6 +93,8 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     policy = g.add_mutually_exclusive_group()
     policy.add_argument("-y", "--overwrite", action="store_true", help="replace existing outputs")
     policy.add_argument("--skip-existing", action="store_true", help="leave finished outputs")
+    g.add_argument("--no-resume", action="store_true", help="ignore the saved segments of an "
+                   "interrupted render and start over")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("-n", "--dry-run", action="store_true", help="print the plan, restore nothing")
     g.add_argument("--report", help="write a JSON report of the run to this file")
@@ -114,10 +121,12 @@ def _restore(args: argparse.Namespace) -> int:
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
         video_format=video_format, image_format=image_format, frames_folder=args.frames_folder,
         suffix=args.suffix, fps=args.fps, audio=not args.no_audio, overwrite=args.overwrite,
-        skip_existing=args.skip_existing,
+        skip_existing=args.skip_existing, resume=not args.no_resume,
     )  # fmt: skip
     selection = pipeline.InputSelection(
-        start=args.start, duration=args.duration, max_frames=args.max_frames,
+        start=pipeline.parse_time(args.start, "--start"),
+        duration=None if args.duration is None else pipeline.parse_time(args.duration, "--duration"),
+        max_frames=args.max_frames,
         sequence_fps=args.sequence_fps, sequence=args.sequence,
     )  # fmt: skip
     options = pipeline.RestoreOptions(
@@ -136,6 +145,8 @@ def _restore(args: argparse.Namespace) -> int:
     restorer = pipeline.Restorer.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, offload=args.offload,
         attention=args.attention, cache_dir=args.cache_dir, offline=args.offline,
+        devices=tuple(args.devices.split(",")) if args.devices else (),
+        swap_blocks=args.swap_blocks,
         **{f.name: getattr(options, f.name) for f in options.__dataclass_fields__.values()},
     )  # fmt: skip
     results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)
@@ -260,6 +271,57 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="re-save weights as fp16, bf16 or (scaled) fp8 safetensors")
+    p.add_argument("input", help="a weights file (.safetensors, .gguf, .pth, ...)")
+    p.add_argument("output", help="the .safetensors file to write (with OUTPUT.sha256 beside it)")
+    p.add_argument("--dtype", required=True, choices=["fp16", "bf16", "fp8_e4m3", "fp8_e5m2"])
+    p.add_argument("--scaled", action="store_true", help="fp8 with one scale per tensor")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from seedvr2.weights.convert import convert_weights
+
+    print(f"wrote {convert_weights(args.input, args.output, args.dtype, args.scaled, args.overwrite)}")
+    return 0
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="benchmark models and baselines on clips (metric tables)")
+    p.add_argument("inputs", nargs="+", help="ground-truth clips/images, or folders of them")
+    p.add_argument("-o", "--output", required=True, help="folder for results.{md,csv,json}")
+    p.add_argument("--model", action="append", help="model folder, preset or repo id; repeat to "
+                   "compare several (default: the bundled model)")  # fmt: skip
+    p.add_argument("--no-model", action="store_true", help="baselines only")
+    p.add_argument("--scale", type=int, default=4, choices=[2, 4], help="up-scaling factor")
+    p.add_argument("--degradation", help="degradation YAML for the LQ (default: bicubic down)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the LQ synthesis")
+    p.add_argument("--frames", type=int, help="frames read per clip at most")
+    p.add_argument("--no-reference", action="store_true", help="inputs are real LQ clips: "
+                   "no-reference metrics only")  # fmt: skip
+    p.add_argument("--metrics", help="comma-separated metric names (default: per mode)")
+    p.add_argument("--plots", action="store_true", help="bar charts (needs matplotlib)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from seedvr2.eval import BenchmarkSettings, evaluate, to_markdown
+
+    settings = BenchmarkSettings(
+        scale=args.scale, degradation=args.degradation, seed=args.seed, max_frames=args.frames,
+        reference=not args.no_reference,
+        metrics=None if args.metrics is None else tuple(args.metrics.split(",")),
+    )  # fmt: skip
+    models = [] if args.no_model else (args.model or [None])
+    result = evaluate(args.inputs, args.output, models, settings, device=args.device,
+                      plots=args.plots, log=print)
+    print(to_markdown(result), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedvr2", description="SeedVR2 one-step video restoration and upscaling."
@@ -270,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     _restore_parser(sub)
     _info_parser(sub)
     _train_parser(sub)
+    _convert_parser(sub)
+    _eval_parser(sub)
     return parser
 
 

@@ -1,6 +1,15 @@
 """Restoration pipeline: the :class:`Restorer` API, file jobs, dry-run plans and reports."""
 
-from .jobs import InputSelection, Job, JobResult, OutputSettings, plan_jobs, restore_file, run_jobs
+from .jobs import (
+    InputSelection,
+    Job,
+    JobResult,
+    OutputSettings,
+    parse_time,
+    plan_jobs,
+    restore_file,
+    run_jobs,
+)
 from .options import RestoreOptions, RuntimeOptions, VAETiling
 from .restorer import Restorer
 
@@ -13,6 +22,7 @@ __all__ = [
     "Restorer",
     "RuntimeOptions",
     "VAETiling",
+    "parse_time",
     "plan_jobs",
     "restore_file",
     "run_jobs",

@@ -8,6 +8,7 @@ asked, and are written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import glob
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,10 +31,25 @@ from seedvr2.media import (
     open_media,
 )
 
-from .restorer import Restorer
+from .restorer import Restorer, StreamCursor
+from .resume import SEGMENT_FRAMES, WorkFolder, dequantize, quantize
 
 VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")
 CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
+
+
+_CLOCK = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_time(text: str, option: str) -> float:
+    """Seconds from ``12.5``, ``mm:ss(.ms)`` or ``hh:mm:ss(.ms)``; ``option`` names it in errors."""
+    match = _CLOCK.fullmatch(text.strip())
+    if match is None:
+        raise InputError(f"{option} {text!r} is not a time; use seconds (12.5), mm:ss or hh:mm:ss.ms")
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    if (match[1] is not None and minutes >= 60) or (match[2] is not None and seconds >= 60):
+        raise InputError(f"{option} {text!r}: minutes and seconds after a colon must be below 60")
+    return hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class OutputSettings:
     audio: bool = True  # copy audio and subtitle streams
     overwrite: bool = False
     skip_existing: bool = False  # resume: leave finished outputs alone
+    resume: bool = True  # reuse the finished segments of an interrupted video render
 
     def __post_init__(self) -> None:
         if self.overwrite and self.skip_existing:
@@ -259,6 +276,9 @@ def restore_file(
 ) -> JobResult:
     """Restore one input file into its output; ``on_frame(n)`` after each written frame.
 
+    A video output is rendered in segments kept in a work folder until it is complete, so an
+    interrupted render resumes where it stopped (``settings.resume``, see :mod:`.resume`).
+
     Raises:
         SeedVR2Error: unreadable input or unwritable output; nothing is left half-written.
     """
@@ -269,36 +289,105 @@ def restore_file(
     if job.output.exists() and not settings.overwrite:
         raise OutputError(f"{job.output} exists; pass --overwrite to replace it or --skip-existing")
     began = time.perf_counter()
+    phases = restorer.phase_totals()
     source = open_input(job, selection)
     count = frame_count(source)
     cuts = detect_scene_cuts(f.image for f in source.frames()) if restorer.options.scene_cuts else []
     if on_start is not None:
         on_start(job, count)
-    stamps: deque[int] = deque()
-
-    def frames() -> Iterator[np.ndarray]:
-        for frame in source.frames():
-            stamps.append(frame.pts)
-            yield frame.image
-
-    written = 0
-    size = None
+    work = _work_folder(restorer, job, selection) if job.output.suffix in VIDEO_OUTPUTS else None
+    if work is not None and not settings.resume:
+        work.remove()
+    render = _Render(_writer(job, source.info, settings), settings.fps is None, on_frame)
     try:
-        with _writer(job, source.info, settings) as writer:
-            for image in restorer.stream(frames(), count, cuts):
-                pts = stamps.popleft()
-                writer.write(image, None if settings.fps is not None else pts)
-                written += 1
-                size = (image.shape[1], image.shape[0])
-                if on_frame is not None:
-                    on_frame(1)
+        with render.writer:
+            cursor = render.reuse(work) if work is not None else None
+            stamps: deque[int] = deque()
+
+            def frames() -> Iterator[np.ndarray]:
+                for frame in source.frames():
+                    if frame.index >= render.written:  # outputs of earlier frames are reused
+                        stamps.append(frame.pts)
+                    yield frame.image
+
+            for part in restorer.stream_batches(frames(), count, cuts, cursor):
+                render.add(part.frames, [stamps.popleft() for _ in part.frames], part.cursor, work)
+            closing = time.perf_counter()
     except torch.OutOfMemoryError:
         raise OutOfMemory(
             f"{job.source}: out of {restorer.device.type} memory at {count} frames of "
             f"{source.info.width}x{source.info.height}; try --offload, --decode-tile 512 "
             "--encode-tile 512, a smaller --batch-size, or --dtype bf16/fp16"
         ) from None
-    return JobResult(job, "done", written, time.perf_counter() - began, size)
+    render.write_seconds += time.perf_counter() - closing  # the final encode and rename
+    if work is not None:
+        work.remove()
+    timings = {k: v - phases.get(k, 0.0) for k, v in restorer.phase_totals().items()}
+    timings["write"] = render.write_seconds
+    return JobResult(
+        job, "done", render.written, time.perf_counter() - began, render.size, timings=timings
+    )
+
+
+def _work_folder(restorer: Restorer, job: Job, selection: InputSelection) -> WorkFolder:
+    """Where the segments of ``job`` go, keyed by everything that changes their pixels."""
+    settings = {
+        "selection": selection,
+        "options": restorer.options,
+        "dtype": str(restorer.dtype),
+        "model": restorer.model.files,
+    }
+    return WorkFolder.for_render(job.source, job.output, settings)
+
+
+class _Render:
+    """Frames going to the writer; with a work folder, also into segments as batches finish."""
+
+    def __init__(
+        self, writer: MediaWriter, timed: bool, on_frame: Callable[[int], None] | None
+    ) -> None:
+        self.writer, self.timed, self.on_frame = writer, timed, on_frame
+        self.written = 0
+        self.size: tuple[int, int] | None = None  # output (w, h)
+        self.write_seconds = 0.0
+        self._codes: list[np.ndarray] = []  # (H, W, c) uint16 frames of the unsaved segment
+        self._pts: list[int] = []
+        self._first = 0  # batch the unsaved segment starts at
+
+    def _write(self, image: np.ndarray, pts: int) -> None:  # (H, W, c) float32
+        began = time.perf_counter()
+        self.writer.write(image, pts if self.timed else None)
+        self.write_seconds += time.perf_counter() - began
+        self.written += 1
+        self.size = (image.shape[1], image.shape[0])
+        if self.on_frame is not None:
+            self.on_frame(1)
+
+    def reuse(self, work: WorkFolder) -> StreamCursor | None:
+        """Write the frames of finished segments; the cursor to continue from, if any."""
+        cursor = None
+        for segment in work.segments():
+            for codes, pts in zip(segment.frames, segment.pts):
+                self._write(dequantize(codes), int(pts))
+            cursor = segment.cursor
+        self._first = 0 if cursor is None else cursor.next_batch
+        return cursor
+
+    def add(
+        self, images: list[np.ndarray], stamps: list[int], cursor: StreamCursor, work: WorkFolder | None
+    ) -> None:
+        """Write one batch's frames; close a segment when it holds enough of them."""
+        for image, pts in zip(images, stamps):
+            if work is None:
+                self._write(image, pts)
+                continue
+            codes = quantize(image)
+            self._write(dequantize(codes), pts)
+            self._codes.append(codes)
+            self._pts.append(pts)
+        if work is not None and len(self._codes) >= SEGMENT_FRAMES:
+            work.save(self._first, self._codes, self._pts, cursor)
+            self._codes, self._pts, self._first = [], [], cursor.next_batch
 
 
 def run_jobs(

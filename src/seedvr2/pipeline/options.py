@@ -82,3 +82,14 @@ class RuntimeOptions:
     dtype: Precision | Literal["auto"] = "auto"
     offload: bool = False  # keep only the network of the current phase on the device
     attention: Literal["auto", "sdpa", "flash"] = "auto"
+    devices: tuple[str, ...] = ()  # several devices restoring batches in parallel (overrides device)
+    swap_blocks: int = 0  # DiT blocks kept on the CPU and streamed to the device when used
+
+    def __post_init__(self) -> None:
+        if self.swap_blocks < 0:
+            raise InputError(f"--swap-blocks must be >= 0, got {self.swap_blocks}")
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        """The devices a run uses, the first one holding the main model."""
+        return self.devices or (self.device,)

@@ -1,20 +1,25 @@
-"""The JSON run report: settings, model, and per-file results with timings."""
+"""The JSON run report: versions, settings, model, peak memory, and per-file results with
+phase timings and the sha256 of every input and output file."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import torch
 
 from seedvr2 import __version__
 
 from .jobs import JobResult
 from .restorer import Restorer
+from .runtime import peak_memory
 
 
 def _plain(value: Any) -> Any:
@@ -29,13 +34,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def file_digests(path: Path) -> str | dict[str, str] | None:
+    """sha256 of a file, of each file in a folder (by relative name), or None if it is missing."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {str(f.relative_to(path)): _sha256(f) for f in files}
+    return _sha256(path) if path.is_file() else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def build_report(restorer: Restorer, results: list[JobResult], extra: dict[str, Any]) -> dict:
     """Everything needed to reproduce and audit a run."""
     return {
-        "seedvr2": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(restorer.device),
+        "versions": {
+            "seedvr2": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "av": av.__version__,
+            "cuda": torch.version.cuda,
+        },
+        "devices": [str(d) for d in restorer.devices],
+        "peak_memory": peak_memory(restorer.devices),
         "dtype": str(restorer.dtype).removeprefix("torch."),
         "model": _plain(restorer.model.files),
         "options": _plain(restorer.options),
@@ -51,6 +78,11 @@ def build_report(restorer: Restorer, results: list[JobResult], extra: dict[str, 
                 "fps": round(r.fps, 3),
                 "size": r.size,
                 "message": r.message,
+                "timings": {k: round(v, 3) for k, v in r.timings.items()},
+                "sha256": {
+                    "input": file_digests(r.job.source),
+                    "output": file_digests(r.job.output) if r.status != "failed" else None,
+                },
             }
             for r in results
         ],

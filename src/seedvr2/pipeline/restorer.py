@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
+import threading
+import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,11 +30,12 @@ from seedvr2.weights import ModelFiles, load_text_embedding, locate_model
 from seedvr2.weights.networks import load_dit, load_vae
 
 from .batching import TemporalBatch, crossfade_weights, pad_frames, pad_to_4n1, plan_batches
+from .block_swap import attach_block_swap
 from .color import color_correct
 from .denoise import denoise_clips
 from .models import default_model
 from .options import RestoreOptions, RuntimeOptions
-from .runtime import resolve_device, resolve_dtype
+from .runtime import check_finite, resolve_device, resolve_dtype
 from .sizing import SizePlan, crop_output, plan_size, resize_and_pad
 
 
@@ -44,6 +50,37 @@ class LoadedModel:
     files: ModelFiles
 
 
+@dataclass(frozen=True)
+class StreamCursor:
+    """Where a batched stream stands between two batches: all it needs to continue exactly."""
+
+    next_batch: int  # index of the first batch not restored yet
+    pending: torch.Tensor | None  # (k, c, H, W) output tail awaiting the next batch's cross-fade
+
+
+@dataclass(frozen=True)
+class RestoredBatch:
+    """The output frames one batch completes, and the stream's state after it."""
+
+    frames: list[np.ndarray]  # each (H, W, c) float32 in [0, 1]
+    cursor: StreamCursor
+
+
+def _load(
+    files: ModelFiles, dtype: torch.dtype, home: str | torch.device, dit_home: str | torch.device | None = None
+) -> LoadedModel:
+    """Load ``files`` onto ``home`` (the DiT onto ``dit_home`` when given)."""
+    if files.pos_emb is None:
+        raise InputError(f"model {files.origin}: no positive text embedding (pos_emb) found")
+    return LoadedModel(
+        dit=load_dit(files.dit, dtype, home if dit_home is None else dit_home),
+        vae=load_vae(files.vae, dtype, home),
+        text=load_text_embedding(files.pos_emb),
+        negative_text=None if files.neg_emb is None else load_text_embedding(files.neg_emb),
+        files=files,
+    )
+
+
 def _tile(size: int | None, overlap: int) -> TileSpec | None:
     return None if size is None else TileSpec(size, min(overlap, size - 8))
 
@@ -52,7 +89,9 @@ class Restorer:
     """A loaded model and the settings to restore with.
 
     Build with :meth:`from_pretrained`. :meth:`restore` takes an array or a file and returns
-    frames; :meth:`stream` restores an iterable of frames lazily with bounded memory.
+    frames; :meth:`stream` restores an iterable of frames lazily with bounded memory. With
+    several ``runtime.devices``, each holds a copy of the model and restores whole batches in
+    parallel; the cross-fades and the order are the same as on one device.
     """
 
     def __init__(
@@ -60,16 +99,28 @@ class Restorer:
         model: LoadedModel,
         options: RestoreOptions | None = None,
         runtime: RuntimeOptions | None = None,
+        replica_models: tuple[LoadedModel, ...] | None = None,
     ) -> None:
         self.model = model
         self.options = options or RestoreOptions()
         self.runtime = runtime or RuntimeOptions()
-        self.device = resolve_device(self.runtime.device)
+        names = self.runtime.device_names
+        self.device = resolve_device(names[0])
         self.dtype = resolve_dtype(self.runtime.dtype, self.device)
+        self.phase_seconds: defaultdict[str, float] = defaultdict(float)
         self.model.dit.attention_backend = self.runtime.attention
         home = torch.device("cpu") if self.runtime.offload else self.device
         for network in (model.dit, model.vae):
-            network.to(device=home, dtype=self.dtype)
+            network.to(dtype=self.dtype)
+        if replica_models is None:  # loaded again: a deep copy can round differently on the CPU
+            replica_models = tuple(_load(model.files, self.dtype, "cpu") for _ in names[1:])
+        self.block_swap = attach_block_swap(model.dit, self.runtime.swap_blocks, self.device)
+        self._move(model.dit, home)
+        model.vae.to(home)
+        self.replicas = [
+            Restorer(m, self.options, replace(self.runtime, device=name, devices=()))
+            for m, name in zip(replica_models, names[1:])
+        ]
 
     @classmethod
     def from_pretrained(
@@ -80,6 +131,8 @@ class Restorer:
         dtype: str = "auto",
         offload: bool = False,
         attention: str = "auto",
+        devices: tuple[str, ...] = (),
+        swap_blocks: int = 0,
         cache_dir: str | Path | None = None,
         offline: bool = False,
         endpoint: str | None = None,
@@ -87,32 +140,42 @@ class Restorer:
     ) -> Restorer:
         """Load a model: a preset (``3b``, ``7b``, ``7b-sharp``), a folder or a repo id.
 
-        ``None`` loads the bundled small model. ``options`` are :class:`RestoreOptions` fields.
+        ``None`` loads the bundled small model. ``options`` are :class:`RestoreOptions` fields;
+        ``devices`` (e.g. ``("cuda:0", "cuda:1")``) restore batches in parallel.
         """
-        runtime = RuntimeOptions(device=device, dtype=dtype, offload=offload, attention=attention)
+        runtime = RuntimeOptions(
+            device=device, dtype=dtype, offload=offload, attention=attention, devices=tuple(devices),
+            swap_blocks=swap_blocks,
+        )
         files = locate_model(
             str(model if model is not None else default_model()),
             cache_dir=None if cache_dir is None else Path(cache_dir),
             offline=offline,
             endpoint=endpoint,
         )
-        target = resolve_device(device)
+        target = resolve_device(runtime.device_names[0])
         precision = resolve_dtype(dtype, target)
         home = "cpu" if offload else target
-        if files.pos_emb is None:
-            raise InputError(f"model {files.origin}: no positive text embedding (pos_emb) found")
-        loaded = LoadedModel(
-            dit=load_dit(files.dit, precision, home),
-            vae=load_vae(files.vae, precision, home),
-            text=load_text_embedding(files.pos_emb),
-            negative_text=None if files.neg_emb is None else load_text_embedding(files.neg_emb),
-            files=files,
-        )
+        loaded = _load(files, precision, home, "cpu" if swap_blocks else home)  # swap: CPU first
         return cls(loaded, RestoreOptions(**options), runtime)
 
     def with_options(self, **changes: Any) -> Restorer:
-        """The same loaded model with some :class:`RestoreOptions` changed."""
-        return Restorer(self.model, replace(self.options, **changes), self.runtime)
+        """The same loaded model (and replicas) with some :class:`RestoreOptions` changed."""
+        replicas = tuple(r.model for r in self.replicas)
+        return Restorer(self.model, replace(self.options, **changes), self.runtime, replicas)
+
+    def phase_totals(self) -> dict[str, float]:
+        """Seconds spent so far per phase (encode, dit, decode), summed over all devices."""
+        totals: defaultdict[str, float] = defaultdict(float)
+        for restorer in (self, *self.replicas):
+            for phase, seconds in restorer.phase_seconds.items():
+                totals[phase] += seconds
+        return dict(totals)
+
+    @property
+    def devices(self) -> list[torch.device]:
+        """Every device this restorer runs on, the main one first."""
+        return [self.device, *(r.device for r in self.replicas)]
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -129,16 +192,32 @@ class Restorer:
     # -- one batch --------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Add the wall time of a phase to :attr:`phase_seconds` (CUDA work waited for)."""
+        began = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.phase_seconds[name] += time.perf_counter() - began
+
+    @contextlib.contextmanager
     def _on_device(self, network: torch.nn.Module) -> Iterator[None]:
         """Keep ``network`` on the device for a phase; with offload, send it back afterwards."""
         if not self.runtime.offload:
             yield
             return
-        network.to(self.device)
+        self._move(network, self.device)
         try:
             yield
         finally:
             network.to("cpu")
+
+    def _move(self, network: torch.nn.Module, device: torch.device | str) -> None:
+        """``network.to(device)``, except the DiT's swapped blocks, which stay on the CPU."""
+        if self.block_swap is not None and network is self.model.dit:
+            self.block_swap.move(network, device)
+        else:
+            network.to(device)
 
     def _encode(
         self, frames: torch.Tensor
@@ -175,8 +254,9 @@ class Restorer:
         """Restore one temporal batch: resize, encode, one DiT pass, decode, colour-correct."""
         o = self.options
         count = frames.shape[0]
-        reference = resize_and_pad(frames.to(self.device, torch.float32), plan)  # (f, 3, H, W)
-        mean, std = self._encode(reference)
+        with self._phase("encode"):
+            reference = resize_and_pad(frames.to(self.device, torch.float32), plan)  # (f, 3, H, W)
+            mean, std = self._encode(reference)
         generator = torch.Generator().manual_seed(seed)  # CPU draws: the same on every device
 
         def gaussian(shape: torch.Size) -> torch.Tensor:
@@ -189,7 +269,7 @@ class Restorer:
         )
         noise = gaussian(latent.shape)
         aug_noise = gaussian(latent.shape) if o.cond_noise_scale > 0 else None
-        with self._on_device(self.model.dit):
+        with self._phase("dit"), self._on_device(self.model.dit):
             (restored,) = denoise_clips(
                 self.model.dit,
                 noise=[noise],
@@ -201,9 +281,11 @@ class Restorer:
                 cond_noise_scale=o.cond_noise_scale,
                 aug_noise=None if aug_noise is None else [aug_noise],
             )
-        video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
-        video = color_correct(crop_output(video, plan), crop_output(reference, plan), o.color)
-        return video.clamp_(0, 1).cpu()
+        with self._phase("decode"):
+            video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
+            check_finite(video, self.device, self.dtype)
+            video = color_correct(crop_output(video, plan), crop_output(reference, plan), o.color)
+            return video.clamp_(0, 1).cpu()
 
     def _negative_text(self) -> torch.Tensor:
         if self.model.negative_text is None:
@@ -226,6 +308,22 @@ class Restorer:
         ``num_frames`` is needed for a one-pass iterator (a list gives its length); ``cuts`` are
         indices of frames that start a new shot. Alpha (c = 4) is resized, not restored.
         """
+        for part in self.stream_batches(frames, num_frames, cuts):
+            yield from part.frames
+
+    def stream_batches(
+        self,
+        frames: Iterable[np.ndarray],  # each (h, w, c) float32 in [0, 1], c = 3 or 4
+        num_frames: int | None = None,
+        cuts: Iterable[int] = (),
+        resume: StreamCursor | None = None,
+    ) -> Iterator[RestoredBatch]:
+        """:meth:`stream` one batch at a time, each with the cursor to continue after it.
+
+        With ``resume`` (a cursor of an earlier run of the same clip and settings), ``frames``
+        is still the whole clip; the batches before the cursor are skipped and the rest restored
+        with exactly the inputs, seeds and pending cross-fade tail of an uninterrupted run.
+        """
         if num_frames is None:
             if not hasattr(frames, "__len__"):
                 raise InputError("stream(): pass num_frames for an iterator of frames")
@@ -241,36 +339,67 @@ class Restorer:
         feed = itertools.chain(lead, head, source)
         cuts = tuple(c + prepend for c in cuts)
         batches = self.plan_batches(num_frames + prepend, cuts)
-        outputs = self._stream_batches(feed, batches, plan)
-        yield from itertools.islice(outputs, prepend, None)
-
-    def _stream_batches(
-        self, frames: Iterator[np.ndarray], batches: list[TemporalBatch], plan: SizePlan
-    ) -> Iterator[np.ndarray]:
-        window: list[np.ndarray] = []  # source frames from index `base`
-        base = 0
-        pending: torch.Tensor | None = None  # (k, c, H, W) tail awaiting the next batch's blend
-        for number, batch in enumerate(batches):
-            del window[: batch.start - base]
-            base = batch.start
-            while base + len(window) < batch.stop:
-                frame = next(frames, None)
-                if frame is None:
-                    raise InputError(
-                        f"the input ended after {base + len(window)} frames; "
-                        f"{batches[-1].stop} were announced"
-                    )
-                window.append(_checked_frame(frame, base + len(window), plan.source))
-            clip = torch.from_numpy(np.stack(window[: batch.length]))  # (f, h, w, c)
-            out = self._restore_frames(rearrange(clip, "f h w c -> f c h w"), plan, batch.start)
+        cursor = resume or StreamCursor(0, None)
+        clips = _batch_clips(feed, batches, cursor.next_batch, plan.source)
+        outputs = self._restore_in_order(clips, plan)
+        pending = cursor.pending
+        for number, (batch, out) in enumerate(outputs, start=cursor.next_batch):
             if batch.blend:
                 weight = crossfade_weights(batch.blend).view(-1, 1, 1, 1)
                 out[: batch.blend] = pending * (1 - weight) + out[: batch.blend] * weight
             following = batches[number + 1] if number + 1 < len(batches) else None
             keep = following.blend if following is not None else 0
-            for image in out[: batch.length - keep]:
-                yield rearrange(image, "c h w -> h w c").numpy()
+            done = out[max(0, prepend - batch.start) : batch.length - keep]  # drop prepended
             pending = out[batch.length - keep :]
+            yield RestoredBatch(
+                [rearrange(image, "c h w -> h w c").numpy() for image in done],
+                StreamCursor(number + 1, pending),
+            )
+
+    def _restore_in_order(
+        self, clips: Iterator[tuple[TemporalBatch, torch.Tensor]], plan: SizePlan
+    ) -> Iterator[tuple[TemporalBatch, torch.Tensor]]:  # (f, c, h, w) -> (f, c, H, W)
+        """Restore batches in order; with replicas, one batch per idle device at a time.
+
+        Replicas named on the same device (``cpu,cpu``) take turns: sharing one device gains
+        nothing, and running alone keeps its numbers identical to a single-device run.
+        """
+        workers = [self, *self.replicas]
+        if len(workers) == 1:
+            for batch, clip in clips:
+                yield batch, self._restore_frames(clip, plan, batch.start)
+            return
+        idle: queue.Queue[Restorer] = queue.Queue()
+        for worker in workers:
+            idle.put(worker)
+        turns = {worker.device: threading.Lock() for worker in workers}
+
+        def restore(batch: TemporalBatch, clip: torch.Tensor) -> torch.Tensor:
+            worker = idle.get()
+            try:
+                with turns[worker.device]:
+                    return worker._restore_frames(clip, plan, batch.start)
+            finally:
+                idle.put(worker)
+
+        pool = ThreadPoolExecutor(
+            len(workers),
+            thread_name_prefix="seedvr2-device",
+            initializer=torch.set_num_threads,  # CPU threads as in the caller's thread
+            initargs=(torch.get_num_threads(),),
+        )
+        running: deque[tuple[TemporalBatch, Future[torch.Tensor]]] = deque()
+        try:
+            for batch, clip in clips:
+                running.append((batch, pool.submit(restore, batch, clip)))
+                if len(running) == len(workers):
+                    batch, future = running.popleft()
+                    yield batch, future.result()
+            while running:
+                batch, future = running.popleft()
+                yield batch, future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def _restore_frames(
         self, clip: torch.Tensor, plan: SizePlan, start: int
@@ -293,6 +422,31 @@ class Restorer:
             raise InputError(f"restore() takes (f, h, w, c) or (h, w, c) frames, got {array.shape}")
         out = np.stack(list(self.stream(list(array.astype(np.float32, copy=False)))))
         return out[0] if single else out
+
+
+def _batch_clips(
+    frames: Iterator[np.ndarray], batches: list[TemporalBatch], first: int, size: tuple[int, int]
+) -> Iterator[tuple[TemporalBatch, torch.Tensor]]:  # clips (f, c, h, w)
+    """The source frames of ``batches[first:]``, read lazily; earlier frames are skipped."""
+    window: list[np.ndarray] = []  # source frames from index `base`
+    base = 0
+    for batch in batches[first:]:
+        skip = batch.start - base - len(window)  # frames before a resume point, never restored
+        del window[: batch.start - base]
+        base = batch.start
+        while skip > 0 or base + len(window) < batch.stop:
+            frame = next(frames, None)
+            if frame is None:
+                raise InputError(
+                    f"the input ended after {base + len(window) - max(skip, 0)} frames; "
+                    f"{batches[-1].stop} were announced"
+                )
+            if skip > 0:
+                skip -= 1
+                continue
+            window.append(_checked_frame(frame, base + len(window), size))
+        clip = torch.from_numpy(np.stack(window[: batch.length]))  # (f, h, w, c)
+        yield batch, rearrange(clip, "f h w c -> f c h w")
 
 
 def _checked_frame(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import resource
+import sys
+
 import torch
 
-from seedvr2.errors import InputError
+from seedvr2.errors import ConfigError, InputError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -44,3 +47,22 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise InputError(f"--dtype {name!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def check_finite(decoded: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
+    """On Apple MPS in fp16, refuse NaN/inf decodes (they become black video) with a fix."""
+    if device.type == "mps" and dtype == torch.float16 and not torch.isfinite(decoded).all():
+        raise ConfigError(
+            "the decoded frames hold NaN/inf values, a known fp16 problem on Apple MPS; "
+            "run again with --dtype fp32"
+        )
+
+
+def peak_memory(devices: list[torch.device]) -> dict[str, int | str]:
+    """The memory high-water mark: CUDA max allocated when on CUDA, else the process max RSS."""
+    cuda = [d for d in devices if d.type == "cuda"]
+    if cuda:
+        peak = sum(torch.cuda.max_memory_allocated(d) for d in dict.fromkeys(cuda))
+        return {"kind": "cuda_max_memory_allocated", "bytes": peak}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"kind": "max_rss", "bytes": rss if sys.platform == "darwin" else rss * 1024}

@@ -102,6 +102,14 @@ def test_folder_as_sequence_gives_a_frames_folder(tiny_model, tmp_path):
     assert len(list(out.glob("*.png"))) == 3
 
 
+def test_codec_png_writes_a_video_as_png_frames(tiny_model, tmp_path):
+    source = write_video(tmp_path / "clip.mp4", pattern(4, 16, 24))
+    out = tmp_path / "clip_frames"
+    assert _restore(tiny_model, source, "-o", out, "--codec", "png") == 0
+    frames = sorted(out.glob("*.png"))
+    assert len(frames) == 4 and read_frames(frames[0]).shape == (1, 16, 24, 3)
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys):
     source = write_video(tmp_path / "clip.mp4", pattern(30, 32, 48))
     out = tmp_path / "clip_out.mp4"

@@ -80,7 +80,8 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sequence-fps", type=float, help="frame rate of image sequences (25)")
     g.add_argument("--recursive", action="store_true", help="look into sub-folders")
     g = p.add_argument_group("output")
-    g.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "prores"])
+    g.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "prores", "png"],
+                   help="video codec; png: a folder of PNG frames (as --frames-folder)")
     g.add_argument("--crf", type=int, help="quality for h264/h265 (lower: better; default 18/20)")
     g.add_argument("--preset", help="x264/x265 preset, e.g. slow")
     g.add_argument("--pix-fmt", help="encoder pixel format, e.g. yuv420p10le")
@@ -118,8 +119,9 @@ def _restore(args: argparse.Namespace) -> int:
 
     video_format, image_format = _format_choice(args.format)
     settings = pipeline.OutputSettings(
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        video_format=video_format, image_format=image_format, frames_folder=args.frames_folder,
+        codec="h264" if args.codec == "png" else args.codec, crf=args.crf, preset=args.preset,
+        pix_fmt=args.pix_fmt, video_format=video_format, image_format=image_format,
+        frames_folder=args.frames_folder or args.codec == "png",
         suffix=args.suffix, fps=args.fps, audio=not args.no_audio, overwrite=args.overwrite,
         skip_existing=args.skip_existing, resume=not args.no_resume,
     )  # fmt: skip
@@ -350,7 +352,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seedvr2: interrupted; unfinished outputs were removed", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

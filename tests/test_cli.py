@@ -236,7 +236,7 @@ def test_info_describes_a_model_folder(tiny_model, capsys):
 
 def test_console_script_reports_errors_with_exit_code(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "seedvr2.cli", "restore", str(tmp_path / "missing.mp4"),
+        [sys.executable, "-m", "seedvr2", "restore", str(tmp_path / "missing.mp4"),
          "--model", str(tmp_path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

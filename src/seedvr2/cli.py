@@ -159,10 +159,12 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args, options, jobs, selection, planning) -> int:
-    from seedvr2.pipeline.runtime import resolve_device, resolve_dtype
+    from seedvr2.pipeline.runtime import available_memory_bytes, resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    setup = planning.MemorySetup(dtype, args.offload, args.swap_blocks)
+    available = available_memory_bytes(device)
     print(f"dry run: {len(jobs)} job(s) on {device} in {str(dtype).removeprefix('torch.')}")
     try:
         facts = planning.model_facts(args.model)
@@ -171,9 +173,12 @@ def _dry_run(args, options, jobs, selection, planning) -> int:
         print(f"no memory estimate: {error}")
     for job in jobs:
         plan = planning.plan_job(options, job, selection)
-        peak = None if facts is None else planning.estimate_peak_bytes(
-            plan, options, facts, dtype, args.offload)
-        print(planning.describe(plan, peak))
+        peak, changes = None, None
+        if facts is not None:
+            peak = planning.estimate_peak_bytes(plan, options, facts, setup)
+            if available is not None and peak > available:
+                changes = planning.fitting_changes(plan, options, facts, setup, available)
+        print(planning.describe(plan, peak, available, changes))
     return 0
 
 

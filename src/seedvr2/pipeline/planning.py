@@ -8,12 +8,16 @@ the VAE's (its widest full-resolution feature map over one temporal chunk, a few
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
+from seedvr2.errors import SeedVR2Error
 from seedvr2.media import MediaInfo
+from seedvr2.models import build_dit, build_vae
 from seedvr2.weights import (
+    HUB_PRESETS,
     CheckpointSummary,
     ModelFiles,
     load_state_dict_file,
@@ -40,6 +44,7 @@ class ModelFacts:
     dit_width: int
     vae_parameters: int
     vae_channels: int  # channels of the VAE's full-resolution stage
+    dit_depth: int = 1  # blocks (for --swap-blocks)
 
     @classmethod
     def of_files(cls, files: ModelFiles) -> ModelFacts:
@@ -50,13 +55,35 @@ class ModelFacts:
 
     @classmethod
     def of_summaries(cls, dit: CheckpointSummary, vae: CheckpointSummary) -> ModelFacts:
-        return cls(dit.parameters, dit.width or 0, vae.parameters, vae.width or 0)
+        return cls(dit.parameters, dit.width or 0, vae.parameters, vae.width or 0, dit.depth or 1)
+
+
+    @classmethod
+    def of_preset(cls, name: str) -> ModelFacts:
+        """Of a released model (``3b``, ``7b``, ``7b-sharp``), built on the meta device."""
+        with torch.device("meta"):
+            dit, vae = build_dit(name.removesuffix("-sharp")), build_vae()
+        return cls(
+            sum(p.numel() for p in dit.parameters()),
+            dit.config.dim,
+            sum(p.numel() for p in vae.parameters()),
+            vae.config.block_channels[0],
+            dit.config.num_layers,
+        )
 
 
 def model_facts(model: str | None) -> ModelFacts:
-    """Facts of ``--model`` (None: the bundled one) from local files only; never downloads."""
+    """Facts of ``--model`` (None: the bundled one) from local files only; never downloads.
+
+    A released preset that is not downloaded yet is described from its architecture.
+    """
     spec = str(model) if model is not None else str(default_model())
-    return ModelFacts.of_files(locate_model(spec, offline=True))
+    try:
+        return ModelFacts.of_files(locate_model(spec, offline=True))
+    except SeedVR2Error:
+        if spec not in HUB_PRESETS:
+            raise
+        return ModelFacts.of_preset(spec)
 
 
 @dataclass(frozen=True)
@@ -81,11 +108,20 @@ def plan_job(options: RestoreOptions, job: Job, selection: InputSelection) -> Jo
     return JobPlan(job, source.info, frames, size, batches)
 
 
+@dataclass(frozen=True)
+class MemorySetup:
+    """The run settings that change the memory peak besides :class:`RestoreOptions`."""
+
+    dtype: torch.dtype = torch.float32
+    offload: bool = False
+    swap_blocks: int = 0
+
+
 def estimate_peak_bytes(
-    plan: JobPlan, options: RestoreOptions, model: ModelFacts, dtype: torch.dtype, offload: bool
+    plan: JobPlan, options: RestoreOptions, model: ModelFacts, setup: MemorySetup
 ) -> int:
     """Rough device memory peak of a job (see the module docstring)."""
-    size = torch.empty((), dtype=dtype).element_size()
+    size = torch.empty((), dtype=setup.dtype).element_size()
     height, width = plan.size.padded
     longest = max(batch.padded_length for batch in plan.batches)
     latent_frames = (pad_to_4n1(longest) - 1) // 4 + 1
@@ -96,14 +132,80 @@ def estimate_peak_bytes(
     tile_w = min(width, tiling.decode_tile or width)
     chunk = longest if tiling.temporal_chunk == 0 else (tiling.temporal_chunk or DEFAULT_CHUNK)
     vae = model.vae_channels * (chunk + 2) * tile_h * tile_w * VAE_LIVE_MAPS * size
-    dit_weights, vae_weights = model.dit_parameters * size, model.vae_parameters * size
-    if offload:
+    swapped = min(setup.swap_blocks, model.dit_depth)
+    resident = model.dit_depth - swapped + (2 if swapped else 0)  # + the block in use, prefetched
+    dit_weights = model.dit_parameters * size * min(resident, model.dit_depth) // model.dit_depth
+    vae_weights = model.vae_parameters * size
+    if setup.offload:
         return max(dit_weights + dit, vae_weights + vae)
     return dit_weights + vae_weights + max(dit, vae)
 
 
-def describe(plan: JobPlan, peak: int | None = None) -> str:
-    """Lines a dry run prints for one job."""
+Setting = tuple[RestoreOptions, MemorySetup]
+
+
+def fitting_changes(
+    plan: JobPlan,
+    options: RestoreOptions,
+    model: ModelFacts,
+    setup: MemorySetup,
+    available: int,
+) -> list[str]:
+    """Settings that bring the estimate under ``available`` bytes, mildest first.
+
+    Each change is tried alone; when none fits alone they are stacked in order and the first
+    fitting combination is returned; an empty list means nothing here is enough.
+    """
+    tile = min(512, max(plan.size.padded) // 2 // 8 * 8)
+    half_batch = (options.batch_size - 1) // 2 // 4 * 4 + 1
+    half_depth = model.dit_depth // 2
+    changes: list[tuple[str, Callable[[RestoreOptions, MemorySetup], Setting]]] = []
+    if not setup.offload:
+        changes.append(("--offload", lambda o, s: (o, replace(s, offload=True))))
+    if tile >= 64 and (options.tiling.decode_tile or tile + 1) > tile:
+        tiling = replace(options.tiling, encode_tile=tile, decode_tile=tile,
+                         overlap=min(options.tiling.overlap, tile // 4 // 8 * 8))  # fmt: skip
+        changes.append((f"--encode-tile {tile} --decode-tile {tile}",
+                        lambda o, s: (replace(o, tiling=tiling), s)))  # fmt: skip
+    if half_batch < options.batch_size:
+        changes.append((f"--batch-size {half_batch}", lambda o, s: (
+            replace(o, batch_size=half_batch, overlap=min(o.overlap, half_batch - 1)), s)))
+    if setup.swap_blocks < half_depth:
+        changes.append((f"--swap-blocks {half_depth}",
+                        lambda o, s: (o, replace(s, swap_blocks=half_depth))))  # fmt: skip
+    if setup.dtype == torch.float32:
+        changes.append(("--dtype bf16", lambda o, s: (o, replace(s, dtype=torch.bfloat16))))
+
+    def fits(setting: Setting) -> bool:
+        opts, mem = setting
+        return estimate_peak_bytes(_replan(plan, opts), opts, model, mem) <= available
+
+    alone = [flag for flag, change in changes if fits(change(options, setup))]
+    if alone:
+        return alone
+    flags, setting = [], (options, setup)
+    for flag, change in changes:
+        flags.append(flag)
+        setting = change(*setting)
+        if fits(setting):
+            return [" ".join(flags)]
+    return []
+
+
+def _replan(plan: JobPlan, options: RestoreOptions) -> JobPlan:
+    """``plan`` with the batches ``options`` give (sizes do not change)."""
+    prepend = min(options.prepend, plan.frames - 1)
+    batches = plan_batches(plan.frames + prepend, options.batch_size, options.effective_overlap)
+    return replace(plan, batches=batches)
+
+
+def describe(
+    plan: JobPlan,
+    peak: int | None = None,
+    available: int | None = None,
+    changes: list[str] | None = None,
+) -> str:
+    """Lines a dry run prints for one job; ``changes`` are printed when ``peak > available``."""
     info, size = plan.info, plan.size
     lengths = sorted({batch.length for batch in plan.batches})
     lines = [
@@ -118,6 +220,13 @@ def describe(plan: JobPlan, peak: int | None = None) -> str:
     if plan.job.output.exists():
         lines.append("  note    the output exists (needs --overwrite or --skip-existing)")
     if peak is not None:
-        amount = f"{peak / 2**30:.1f} GiB" if peak >= 2**30 else f"{peak / 2**20:.0f} MiB"
-        lines.append(f"  memory  about {amount} on the device (rough estimate)")
+        of = f" of {_amount(available)} available" if available is not None else ""
+        lines.append(f"  memory  about {_amount(peak)} on the device{of} (rough estimate)")
+        if available is not None and peak > available:
+            advice = " or ".join(changes or []) or "a lower --resolution or a larger device"
+            lines.append(f"  warning will not fit; try {advice}")
     return "\n".join(lines)
+
+
+def _amount(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"

@@ -49,6 +49,22 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a run may use on ``device``: free CUDA memory, MPS's recommended maximum, or the
+    CPU's available RAM (Linux ``/proc/meminfo``); None when it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    if device.type == "mps":
+        return torch.mps.recommended_max_memory()
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def check_finite(decoded: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
     """On Apple MPS in fp16, refuse NaN/inf decodes (they become black video) with a fix."""
     if device.type == "mps" and dtype == torch.float16 and not torch.isfinite(decoded).all():

@@ -2,10 +2,11 @@
 
 from .formats import load_state_dict_file
 from .loading import CheckpointSummary, load_into, state_dict_summary
-from .sources import ModelFiles, locate_model
+from .sources import HUB_PRESETS, ModelFiles, locate_model
 from .text_embeddings import load_text_embedding
 
 __all__ = [
+    "HUB_PRESETS",
     "CheckpointSummary",
     "ModelFiles",
     "load_into",

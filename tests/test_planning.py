@@ -1,0 +1,77 @@
+"""Dry-run memory estimates and the advice given when a job will not fit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from media_fixtures import pattern, write_video
+from seedvr2.cli import main
+from seedvr2.pipeline import planning
+from seedvr2.pipeline.batching import plan_batches
+from seedvr2.pipeline.options import RestoreOptions, VAETiling
+from seedvr2.pipeline.sizing import plan_size
+
+# Roughly SeedVR2-3B: 3.4 G DiT parameters of width 2560 in 32 blocks; the released VAE.
+FACTS_3B = planning.ModelFacts(3_400_000_000, 2560, 250_000_000, 128, dit_depth=32)
+GIB = 2**30
+
+
+def _plan(options: RestoreOptions, frames: int = 61) -> planning.JobPlan:
+    size = plan_size((540, 960), resolution=1080)
+    batches = plan_batches(frames, options.batch_size, options.effective_overlap)
+    return planning.JobPlan(None, None, frames, size, batches)  # type: ignore[arg-type]
+
+
+def _peak(options: RestoreOptions, setup: planning.MemorySetup) -> int:
+    return planning.estimate_peak_bytes(_plan(options), options, FACTS_3B, setup)
+
+
+def test_each_memory_setting_lowers_the_estimate():
+    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.bfloat16)
+    base = _peak(options, setup)
+    assert _peak(options, replace(setup, offload=True)) < base
+    assert _peak(options, replace(setup, swap_blocks=16)) < base
+    tiled = replace(options, tiling=VAETiling(encode_tile=512, decode_tile=512))
+    assert _peak(tiled, setup) < base
+    assert _peak(replace(tiled, batch_size=9), setup) < _peak(tiled, setup)  # DiT-bound now
+    assert _peak(options, replace(setup, dtype=torch.float32)) > base
+
+
+def test_advice_names_settings_that_make_the_job_fit():
+    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.bfloat16)
+    base = _peak(options, setup)
+    available = int(base * 0.8)
+    changes = planning.fitting_changes(_plan(options), options, FACTS_3B, setup, available)
+    assert changes and all(flag.startswith("--") for flag in changes)
+    if "--offload" in changes:
+        assert _peak(options, replace(setup, offload=True)) <= available
+
+
+def test_advice_stacks_changes_when_one_is_not_enough_and_gives_up_honestly():
+    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.float32)
+    tight = planning.fitting_changes(_plan(options), options, FACTS_3B, setup, 8 * GIB)
+    assert len(tight) == 1 and len(tight[0].split(" --")) > 1  # several flags together
+    assert planning.fitting_changes(_plan(options), options, FACTS_3B, setup, 2**20) == []
+
+
+def test_dry_run_warns_and_advises_when_the_device_is_too_small(tiny_model, tmp_path: Path,
+                                                                 capsys, monkeypatch):  # fmt: skip
+    monkeypatch.setattr("seedvr2.pipeline.runtime.available_memory_bytes", lambda device: 2**20)
+    source = write_video(tmp_path / "clip.mp4", pattern(9, 64, 96))
+    code = main(["restore", str(source), "-o", str(tmp_path / "out.mp4"), "--model",
+                 str(tiny_model), "--device", "cpu", "--scale", "4", "--dry-run"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "of 1 MiB available" in printed
+    assert "will not fit; try" in printed
+
+
+@pytest.mark.parametrize("device", ["cpu"])
+def test_available_memory_is_known_on_the_cpu(device):
+    from seedvr2.pipeline.runtime import available_memory_bytes
+
+    available = available_memory_bytes(torch.device(device))
+    assert available is None or available > 2**20

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from media_fixtures import pattern, write_video
 from seedvr2 import Restorer
 from seedvr2.cli import main
+from seedvr2.errors import OutOfMemory
 from seedvr2.media import read_frames
 from seedvr2.pipeline import Job, OutputSettings, jobs, restore_file
 
@@ -26,12 +28,12 @@ def source(tmp_path):
 @pytest.fixture
 def counted(restorer, monkeypatch):
     """Batches restored, by start frame; restoring the batch at ``fail_at`` raises."""
-    calls: dict = {"starts": [], "fail_at": None}
+    calls: dict = {"starts": [], "fail_at": None, "raise": RuntimeError}
     restore = restorer._restore_frames
 
     def spy(clip, plan, start):
         if start == calls["fail_at"]:
-            raise RuntimeError("simulated crash")
+            raise calls["raise"]("simulated crash")
         calls["starts"].append(start)
         return restore(clip, plan, start)
 
@@ -40,10 +42,10 @@ def counted(restorer, monkeypatch):
     return calls
 
 
-def _crash(restorer, counted, source, out) -> list:
+def _crash(restorer, counted, source, out, error=RuntimeError, match="simulated") -> list:
     """Render until the fourth batch, which fails; the finished segments are kept."""
     counted["fail_at"] = restorer.plan_batches(13 + 2)[3].start
-    with pytest.raises(RuntimeError, match="simulated"):
+    with pytest.raises(error, match=match):
         restore_file(restorer, Job(source, out), settings=SETTINGS)
     counted["fail_at"] = None
     assert not out.exists()
@@ -77,3 +79,17 @@ def test_cli_no_resume_flag_renders(tiny_model, source, tmp_path):
     args = ["restore", str(source), "-o", str(out), "--model", str(tiny_model), "--device", "cpu"]
     assert main([*args, "-q", "-b", "5", "--no-resume"]) == 0
     assert read_frames(out).shape[0] == 13
+
+
+def test_out_of_memory_names_the_settings_and_keeps_the_segments(restorer, counted, source,
+                                                                 tmp_path):  # fmt: skip
+    counted["raise"] = torch.OutOfMemoryError
+    out = tmp_path / "out.mkv"
+    kept = _crash(restorer, counted, source, out, OutOfMemory, "out of cpu memory")
+    assert len(kept) == 3
+    with pytest.raises(OutOfMemory) as caught:
+        counted["fail_at"] = restorer.plan_batches(13 + 2)[3].start
+        restore_file(restorer, Job(source, out), settings=SETTINGS)
+    message = str(caught.value)
+    assert "\n" not in message and "--offload" in message and "--batch-size 1" in message
+    assert "--encode-tile 512 --decode-tile 512" in message and "resumes" in message

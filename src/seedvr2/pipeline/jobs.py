@@ -266,6 +266,25 @@ def _writer(job: Job, info: MediaInfo, settings: OutputSettings) -> MediaWriter:
     return MediaWriter.for_source(job.output, info, **options)
 
 
+def memory_advice(restorer: Restorer) -> str:
+    """The settings to change after an out-of-memory error, given those in use."""
+    options, runtime = restorer.options, restorer.runtime
+    advice = [] if runtime.offload else ["--offload"]
+    tile = options.tiling.decode_tile
+    if tile is None or tile > 256:
+        smaller = 512 if tile is None else max(256, tile // 2 // 8 * 8)
+        advice.append(f"--encode-tile {smaller} --decode-tile {smaller}")
+    if options.batch_size > 1:
+        advice.append(f"--batch-size {(options.batch_size - 1) // 2 // 4 * 4 + 1}")
+    if restorer.device.type == "cuda":
+        depth = len(restorer.model.dit.blocks)
+        if runtime.swap_blocks < depth:
+            advice.append(f"--swap-blocks {min(depth, runtime.swap_blocks + max(1, depth // 2))}")
+    if restorer.dtype == torch.float32 and restorer.device.type != "cpu":
+        advice.append("--dtype bf16")
+    return ", ".join(advice) if advice else "a lower --resolution"
+
+
 def restore_file(
     restorer: Restorer,
     job: Job,
@@ -314,10 +333,10 @@ def restore_file(
                 render.add(part.frames, [stamps.popleft() for _ in part.frames], part.cursor, work)
             closing = time.perf_counter()
     except torch.OutOfMemoryError:
+        kept = " (finished segments are kept: the same command resumes)" if work else ""
         raise OutOfMemory(
             f"{job.source}: out of {restorer.device.type} memory at {count} frames of "
-            f"{source.info.width}x{source.info.height}; try --offload, --decode-tile 512 "
-            "--encode-tile 512, a smaller --batch-size, or --dtype bf16/fp16"
+            f"{source.info.width}x{source.info.height}; try {memory_advice(restorer)}{kept}"
         ) from None
     render.write_seconds += time.perf_counter() - closing  # the final encode and rename
     if work is not None:

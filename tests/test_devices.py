@@ -24,6 +24,16 @@ def test_two_devices_give_the_one_device_frames(tiny_model, clip):
     assert two.replicas[0].phase_seconds["dit"] > 0  # the second device did restore batches
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_prepended_frames_are_removed_on_every_device_count(tiny_model, clip, count):
+    restorer = Restorer.from_pretrained(tiny_model, devices=("cpu",) * count, batch_size=5,
+                                        overlap=1, prepend=3)  # fmt: skip
+    single = Restorer.from_pretrained(tiny_model, device="cpu", batch_size=5, overlap=1, prepend=3)
+    frames = np.stack(list(restorer.stream(clip)))
+    assert frames.shape == (12, 16, 24, 3)
+    assert np.array_equal(frames, np.stack(list(single.stream(clip))))
+
+
 def test_cli_devices_list(tiny_model, tmp_path, capsys):
     source = write_video(tmp_path / "in.mp4", pattern(7, 16, 24))
     base = ["restore", str(source), "--model", str(tiny_model), "-q", "-b", "5"]

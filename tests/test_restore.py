@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from media_fixtures import pattern, write_image, write_video
 from seedvr2 import Restorer
 from seedvr2.errors import CheckpointError, InputError
 from seedvr2.pipeline.batching import plan_batches
@@ -35,6 +36,27 @@ def test_scale_and_resolution_set_the_output_size(restorer):
 
 def test_a_single_image_is_restored_as_an_image(restorer):
     assert restorer.restore(_frames(1, 32, 48)[0]).shape == (32, 48, 3)
+
+
+def test_integer_frames_are_read_over_their_full_range(restorer):
+    frames = _frames(1, 16, 24)
+    as_uint8 = np.round(frames * 255).astype(np.uint8)
+    as_uint16 = as_uint8.astype(np.uint16) * 257  # the same levels in 16 bits
+    expected = restorer.restore(as_uint8.astype(np.float32) / 255)
+    np.testing.assert_allclose(restorer.restore(as_uint8), expected, atol=1e-6)
+    np.testing.assert_allclose(restorer.restore(as_uint16), expected, atol=1e-6)
+    with pytest.raises(InputError, match="float or integer frames"):
+        restorer.restore(np.zeros((1, 16, 24, 3), bool))
+
+
+def test_a_file_path_is_restored(restorer, tmp_path):
+    image = write_image(tmp_path / "p.png", np.round(_frames(1, 16, 24)[0] * 255).astype(np.uint8),
+                        "rgb24")  # fmt: skip
+    video = write_video(tmp_path / "v.mkv", pattern(3, 16, 24), codec="ffv1", pix_fmt="yuv444p")
+    assert restorer.restore(image).shape == (16, 24, 3)
+    assert restorer.restore(str(video)).shape == (3, 16, 24, 3)
+    with pytest.raises(InputError):
+        restorer.restore(tmp_path / "missing.mp4")
 
 
 def test_alpha_is_resized_not_restored(restorer):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from seedvr2.errors import InputError
+from seedvr2.media import open_media
 from seedvr2.models.dit import SeedVR2DiT
 from seedvr2.models.vae import TileSpec, VideoAutoencoder
 from seedvr2.weights import ModelFiles, load_text_embedding, locate_model
@@ -412,14 +413,34 @@ class Restorer:
         ).clamp_(0, 1)
         return torch.cat([rgb, alpha], dim=1)
 
-    def restore(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Restore a whole clip held in memory: (f, h, w, c) or one (h, w, c) image in [0, 1]."""
-        array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-        single = array.ndim == 3
-        if single:
-            array = array[None]
-        if array.ndim != 4:
-            raise InputError(f"restore() takes (f, h, w, c) or (h, w, c) frames, got {array.shape}")
+    def restore(self, frames: np.ndarray | torch.Tensor | str | Path) -> np.ndarray:
+        """Restore a clip held in memory, or a (short) media file read whole.
+
+        Args:
+            frames: (f, h, w, c) frames or one (h, w, c) image, c = 3 (RGB) or 4 (RGBA); floats
+                in [0, 1] or integers (uint8, uint16: their full range); or the path of an image
+                or video (use :func:`seedvr2.pipeline.restore_file` to stream long videos to a
+                file instead).
+
+        Returns:
+            float32 frames in [0, 1], (f, H, W, c), or (H, W, c) for one image or an image file.
+        """
+        if isinstance(frames, (str, Path)):
+            source = open_media(frames)
+            array = np.stack([frame.image for frame in source.frames()])
+            single = source.info.kind == "image"
+        else:
+            array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+            single = array.ndim == 3
+            array = array[None] if single else array
+        if array.ndim != 4 or array.shape[-1] not in (3, 4):
+            raise InputError(
+                f"restore() takes (f, h, w, c) or (h, w, c) frames with c = 3 or 4, got {array.shape}"
+            )
+        if np.issubdtype(array.dtype, np.integer):
+            array = array / np.float32(np.iinfo(array.dtype).max)
+        elif not np.issubdtype(array.dtype, np.floating):
+            raise InputError(f"restore() takes float or integer frames, got {array.dtype}")
         out = np.stack(list(self.stream(list(array.astype(np.float32, copy=False)))))
         return out[0] if single else out
 

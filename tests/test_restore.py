@@ -165,3 +165,14 @@ def test_without_a_bundled_model_the_error_says_what_to_pass(monkeypatch, tmp_pa
     monkeypatch.setattr("seedvr2.pipeline.models.bundled_model_dir", lambda: tmp_path / "none")
     with pytest.raises(InputError, match="--model"):
         default_model()
+
+
+def test_compile_flag_compiles_each_network_once(tiny_model):
+    from seedvr2.pipeline.compiling import compile_networks, is_compiled
+
+    compiled = Restorer.from_pretrained(tiny_model, device="cpu", compile=True)
+    dit, vae = compiled.model.dit, compiled.model.vae
+    assert all(is_compiled(m) for m in (*dit.blocks, vae.encoder, vae.decoder))
+    assert compile_networks(dit, vae) == 0  # with_options and replicas reuse the compiled modules
+    plain = Restorer.from_pretrained(tiny_model, device="cpu")
+    assert not is_compiled(plain.model.dit.blocks[0])

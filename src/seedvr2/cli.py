@@ -71,6 +71,8 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--swap-blocks", type=int, default=0, metavar="N", help="keep N DiT blocks "
                    "on the CPU, streaming each to the GPU when used (less memory, slower)")  # fmt: skip
     g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"])
+    g.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow "
+                   "first batch, faster ones after (GPU; needs a C++ compiler on the CPU)")  # fmt: skip
     g = p.add_argument_group("input selection")
     g.add_argument("--start", default="0", help="time to skip: seconds, mm:ss or hh:mm:ss.ms")
     g.add_argument("--duration", help="time to restore: seconds, mm:ss or hh:mm:ss.ms")
@@ -148,7 +150,7 @@ def _restore(args: argparse.Namespace) -> int:
         args.model, device=args.device, dtype=args.dtype, offload=args.offload,
         attention=args.attention, cache_dir=args.cache_dir, offline=args.offline,
         devices=tuple(args.devices.split(",")) if args.devices else (),
-        swap_blocks=args.swap_blocks,
+        swap_blocks=args.swap_blocks, compile=args.compile,
         **{f.name: getattr(options, f.name) for f in options.__dataclass_fields__.values()},
     )  # fmt: skip
     results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)

@@ -84,6 +84,7 @@ class RuntimeOptions:
     attention: Literal["auto", "sdpa", "flash"] = "auto"
     devices: tuple[str, ...] = ()  # several devices restoring batches in parallel (overrides device)
     swap_blocks: int = 0  # DiT blocks kept on the CPU and streamed to the device when used
+    compile: bool = False  # torch.compile the DiT blocks and the VAE (slow first batch)
 
     def __post_init__(self) -> None:
         if self.swap_blocks < 0:

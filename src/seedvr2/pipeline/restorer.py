@@ -33,6 +33,7 @@ from seedvr2.weights.networks import load_dit, load_vae
 from .batching import TemporalBatch, crossfade_weights, pad_frames, pad_to_4n1, plan_batches
 from .block_swap import attach_block_swap
 from .color import color_correct
+from .compiling import compile_networks
 from .denoise import denoise_clips
 from .models import default_model
 from .options import RestoreOptions, RuntimeOptions
@@ -116,6 +117,8 @@ class Restorer:
         if replica_models is None:  # loaded again: a deep copy can round differently on the CPU
             replica_models = tuple(_load(model.files, self.dtype, "cpu") for _ in names[1:])
         self.block_swap = attach_block_swap(model.dit, self.runtime.swap_blocks, self.device)
+        if self.runtime.compile:
+            compile_networks(model.dit, model.vae)
         self._move(model.dit, home)
         model.vae.to(home)
         self.replicas = [
@@ -134,6 +137,7 @@ class Restorer:
         attention: str = "auto",
         devices: tuple[str, ...] = (),
         swap_blocks: int = 0,
+        compile: bool = False,
         cache_dir: str | Path | None = None,
         offline: bool = False,
         endpoint: str | None = None,
@@ -146,7 +150,7 @@ class Restorer:
         """
         runtime = RuntimeOptions(
             device=device, dtype=dtype, offload=offload, attention=attention, devices=tuple(devices),
-            swap_blocks=swap_blocks,
+            swap_blocks=swap_blocks, compile=compile,
         )
         files = locate_model(
             str(model if model is not None else default_model()),

@@ -34,7 +34,7 @@ def _restore_command(model: Path, source: Path, out: Path) -> list[str]:
 
 
 def test_a_render_killed_midway_resumes_to_identical_frames(tiny_model, tmp_path):
-    source = write_video(tmp_path / "long.mkv", pattern(150, 24, 32), codec="ffv1",
+    source = write_video(tmp_path / "long.mkv", pattern(110, 16, 16), codec="ffv1",
                          pix_fmt="yuv444p")  # fmt: skip
     reference = tmp_path / "reference.mkv"
     subprocess.run(_restore_command(tiny_model, source, reference), check=True, timeout=300)

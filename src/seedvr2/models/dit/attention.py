@@ -16,7 +16,7 @@ Dimension key: ``g`` windows in a group, ``s`` segment length, ``l`` tokens, ``n
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -35,6 +35,10 @@ class WindowGroup:
     text_len: int
     vid_index: torch.Tensor  # (g, t*h*w) rows of the packed video tokens, row-major per window
     txt_index: torch.Tensor  # (g, text_len) rows of the packed text tokens of each window's clip
+    seg_index: torch.Tensor  # (g, t*h*w + text_len) rows of [video rows | text rows] per segment
+    # Per clip in the group: (text row start, stop, first window, window stop); a clip's windows
+    # are consecutive in the group.
+    txt_clips: tuple[tuple[int, int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class WindowPlan:
 
     groups: tuple[WindowGroup, ...]
     windows_per_txt_row: torch.Tensor  # (l_txt, 1) windows of the clip each text row belongs to
+    # Per-plan values every block reuses (e.g. RoPE factors per video row), filled on first use.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def build_window_plan(
@@ -54,6 +60,7 @@ def build_window_plan(
 ) -> WindowPlan:
     """Partition every clip into windows and group windows of equal shape and text length."""
     members: dict[tuple[tuple[int, int, int], int], tuple[list, list]] = {}
+    clips: dict[tuple[tuple[int, int, int], int], list[list[int]]] = {}
     counts = []
     vid_offset = txt_offset = 0
     for grid, text_len in zip(grids, text_lengths):
@@ -63,15 +70,24 @@ def build_window_plan(
         for (t0, t1), (h0, h1), (w0, w1) in windows:
             key = ((t1 - t0, h1 - h0, w1 - w0), text_len)
             vid, txt = members.setdefault(key, ([], []))
+            spans = clips.setdefault(key, [])
+            if not spans or spans[-1][0] != txt_offset:
+                spans.append([txt_offset, txt_offset + text_len, len(vid), len(vid)])
+            spans[-1][3] += 1
             vid.append(rows[t0:t1, h0:h1, w0:w1].reshape(-1))
             txt.append(txt_rows)
         counts.append(torch.full((text_len,), float(len(windows))))
         vid_offset += rows.numel()
         txt_offset += text_len
-    groups = tuple(
-        WindowGroup(shape, text_len, torch.stack(vid).to(device), torch.stack(txt).to(device))
-        for (shape, text_len), (vid, txt) in members.items()
-    )
+    groups = []
+    for (shape, text_len), (vid, txt) in members.items():
+        vid_index, txt_index = torch.stack(vid), torch.stack(txt)
+        seg_index = torch.cat([vid_index, txt_index + vid_offset], dim=1)  # text after all video
+        groups.append(WindowGroup(
+            shape, text_len, vid_index.to(device), txt_index.to(device), seg_index.to(device),
+            tuple(tuple(span) for span in clips[(shape, text_len)]),
+        ))
+    groups = tuple(groups)
     return WindowPlan(groups, torch.cat(counts)[:, None].to(device))
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from .attention import Backend, WindowPlan, grouped_attention
 from .config import DiTConfig
 from .layers import AdaParams, DualStream, Modulation, make_mlp, modulate, per_token, rms_norm
-from .rope import RotaryEmbedding3d, apply_rotary
+from .rope import RotaryEmbedding3d, apply_rotary, rotate, rotation_factors
 
 
 class JointWindowAttention(nn.Module):
@@ -49,6 +49,22 @@ class JointWindowAttention(nn.Module):
         angles = torch.cat([self.rope.text_angles(n) for n in text_lengths])  # (l_txt, p)
         return apply_rotary(q, angles), apply_rotary(k, angles)
 
+    def _video_factors(self, plan: WindowPlan, head_dim: int) -> torch.Tensor:
+        """RoPE factors (l_vid, 1, k/2) of every video row at its window-local position.
+
+        Cached on the plan: every block of a forward shares it (the frequencies are constants).
+        """
+        key = ("rope", self.rope.kind, tuple(self.rope.rope.freqs.tolist()), head_dim)
+        if key not in plan.cache:
+            rows = sum(group.vid_index.numel() for group in plan.groups)
+            freqs = self.rope.rope.freqs
+            angles = torch.empty(rows, 3 * freqs.numel(), device=freqs.device)
+            for group in plan.groups:
+                window = self.rope.video_angles(group.shape, group.text_len)  # (t*h*w, p)
+                angles[group.vid_index.reshape(-1)] = window.repeat(group.vid_index.shape[0], 1)
+            plan.cache[key] = rotation_factors(angles, head_dim)
+        return plan.cache[key]
+
     def forward(
         self,
         vid: torch.Tensor,  # (l_vid, d), normalised and modulated
@@ -61,16 +77,19 @@ class JointWindowAttention(nn.Module):
         q_vid, k_vid, v_vid = self._qkv(vid, "vid")  # (l_vid, n, k)
         q_txt, k_txt, v_txt = self._qkv(txt, "txt")  # (l_txt, n, k)
         q_txt, k_txt = self._rotate_text(q_txt, k_txt, text_lengths)
+        factors = self._video_factors(plan, q_vid.shape[-1])  # (l_vid, 1, k/2)
+        q_vid, k_vid = rotate(q_vid, factors), rotate(k_vid, factors)
 
+        # One gather per segment tensor from [video rows | text rows] (no per-window concat).
+        q_all = torch.cat([q_vid, q_txt]) if with_text_output else q_vid
+        k_all, v_all = torch.cat([k_vid, k_txt]), torch.cat([v_vid, v_txt])
         segments = []
         for group in plan.groups:
-            angles = self.rope.video_angles(group.shape, group.text_len)  # (t*h*w, p)
-            q_win = apply_rotary(q_vid[group.vid_index], angles)  # (g, t*h*w, n, k)
-            k_win = apply_rotary(k_vid[group.vid_index], angles)
-            k_seg = torch.cat([k_win, k_txt[group.txt_index]], dim=1)  # (g, s, n, k)
-            v_seg = torch.cat([v_vid[group.vid_index], v_txt[group.txt_index]], dim=1)
-            q_seg = torch.cat([q_win, q_txt[group.txt_index]], dim=1) if with_text_output else q_win
-            segments.append((q_seg, k_seg, v_seg))
+            rows = group.seg_index if with_text_output else group.vid_index
+            segments.append(tuple(
+                x.index_select(0, index.reshape(-1)).unflatten(0, index.shape)
+                for x, index in ((q_all, rows), (k_all, group.seg_index), (v_all, group.seg_index))
+            ))  # each (g, s, n, k)
         outputs = grouped_attention(segments, backend)
 
         out_vid = torch.empty_like(q_vid)
@@ -78,8 +97,9 @@ class JointWindowAttention(nn.Module):
         for group, out in zip(plan.groups, outputs):
             win_len = group.vid_index.shape[1]
             out_vid[group.vid_index.reshape(-1)] = out[:, :win_len].flatten(0, 1)
-            if out_txt is not None:
-                out_txt.index_add_(0, group.txt_index.reshape(-1), out[:, win_len:].flatten(0, 1))
+            if out_txt is not None:  # sum over each clip's windows
+                for t0, t1, w0, w1 in group.txt_clips:
+                    out_txt[t0:t1] += out[w0:w1, win_len:].sum(0)
         o_vid = self.proj_out.stream("vid")(out_vid.flatten(1))
         if out_txt is None:
             return o_vid, None
@@ -133,10 +153,14 @@ class MMBlock(nn.Module):
         o_vid, o_txt = self.attn(
             a_vid, a_txt, plan, txt_lengths.tolist(), not self.vid_only, backend
         )
-        vid = vid + o_vid * vid_attn.gate
-        vid = vid + self.mlp.stream("vid")(modulate(rms_norm(vid, self.eps), vid_mlp)) * vid_mlp.gate
+        vid = torch.addcmul(vid, o_vid, vid_attn.gate)  # gated residuals: x + out * gate
+        vid = torch.addcmul(
+            vid, self.mlp.stream("vid")(modulate(rms_norm(vid, self.eps), vid_mlp)), vid_mlp.gate
+        )
         if self.vid_only:
             return vid, txt
-        txt = txt + o_txt * txt_attn.gate
-        txt = txt + self.mlp.stream("txt")(modulate(rms_norm(txt, self.eps), txt_mlp)) * txt_mlp.gate
+        txt = torch.addcmul(txt, o_txt, txt_attn.gate)
+        txt = torch.addcmul(
+            txt, self.mlp.stream("txt")(modulate(rms_norm(txt, self.eps), txt_mlp)), txt_mlp.gate
+        )
         return vid, txt

@@ -92,16 +92,32 @@ class RotaryEmbedding3d(nn.Module):
         return angles.repeat(1, 3)
 
 
+def rotation_factors(angles: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Unit complex factors (l, 1, head_dim / 2) for (l, p) angles; pairs past ``p`` get 1.
+
+    Computed once per window plan and reused by every block (the angles do not depend on the
+    block), so the per-block cost of RoPE is one complex multiply.
+    """
+    pairs = angles.shape[-1]
+    cos, sin = angles.cos(), angles.sin()
+    if pairs < head_dim // 2:  # unrotated tail: cos 1, sin 0
+        cos = torch.cat((cos, cos.new_ones(cos.shape[0], head_dim // 2 - pairs)), dim=-1)
+        sin = torch.cat((sin, sin.new_zeros(sin.shape[0], head_dim // 2 - pairs)), dim=-1)
+    return torch.complex(cos, sin)[:, None, :]
+
+
+def rotate(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of ``x`` (..., l, n, k) by :func:`rotation_factors` (l, 1, k/2).
+
+    Evaluated in float32 (positions above 256 are not exact in bf16) and cast back.
+    """
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(xc * factors).flatten(-2).to(x.dtype)
+
+
 def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs of the first ``2p`` dims of ``x`` (..., l, n, k) by (l, p) angles.
 
     Evaluated in float32 (positions above 256 are not exact in bf16) and cast back.
     """
-    pairs = angles.shape[-1]
-    cos = angles.cos()[:, None, :]  # (l, 1, p)
-    sin = angles.sin()[:, None, :]
-    xf = x.float()
-    rot = xf[..., : 2 * pairs].unflatten(-1, (pairs, 2))  # (..., l, n, p, 2)
-    x0, x1 = rot[..., 0], rot[..., 1]
-    out = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)
-    return torch.cat((out, xf[..., 2 * pairs :]), dim=-1).to(x.dtype)
+    return rotate(x, rotation_factors(angles, x.shape[-1]))

@@ -1,0 +1,109 @@
+"""Whole-clip restoration speed (frames/s) with the per-phase split the pipeline reports.
+
+Restores a synthetic clip (a moving gradient with noise) held in memory with
+``Restorer.restore``; the model is the bundled small one by default (any preset, folder or repo
+id with ``--model``). The first clip of each size is a warm-up; the table shows the median of
+``--repeat`` timed runs, with the median encode / DiT / decode seconds from
+``Restorer.phase_totals`` (the stream pipelines batches on worker threads, so phases can overlap
+and their sum can exceed the wall time). The analytic FLOPs of the networks give the
+achieved FLOP/s against an interleaved measurement of the matrix-multiply rate.
+
+    python benchmarks/restore_fps.py --sizes 9x64x64 21x96x96 --scale 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import markdown_table, matmul_rate, peak_rss_mib  # noqa: E402
+from seedvr2.models.flops import (  # noqa: E402
+    dit_forward_flops,
+    vae_decode_flops,
+    vae_encode_flops,
+)
+from seedvr2.pipeline import Restorer  # noqa: E402
+
+
+def synthetic_clip(frames: int, height: int, width: int) -> np.ndarray:
+    """(f, h, w, 3) float32 in [0, 1]: a moving gradient plus a little noise."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    clip = np.stack([
+        np.stack([(cols / width + 0.02 * i) % 1, rows / height, np.full_like(rows, i / frames)], -1)
+        for i in range(frames)
+    ])
+    return np.clip(clip + rng.normal(0, 0.02, clip.shape), 0, 1).astype(np.float32)
+
+
+def clip_flops(restorer: Restorer, frames: int, out_h: int, out_w: int) -> float:
+    """Analytic FLOPs of encoding, one DiT pass and decoding one batch of ``frames`` frames."""
+    padded = frames + (-(frames - 1)) % 4
+    dit, vae = restorer.model.dit, restorer.model.vae
+    latent = (1 + (padded - 1) // 4, out_h // 8, out_w // 8)
+    text = restorer.model.text.shape[0]
+    return (vae_encode_flops(vae.config, (padded, out_h, out_w))
+            + dit_forward_flops(dit.config, latent, text)
+            + vae_decode_flops(vae.config, latent)).total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="default: the bundled small model")
+    parser.add_argument("--sizes", nargs="+", default=["9x64x64", "21x96x96"],
+                        help="input frames x height x width")
+    parser.add_argument("--scale", type=float, default=2.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    restorer = Restorer.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                        scale=args.scale)
+    rows = []
+    for size in args.sizes:
+        frames, height, width = (int(n) for n in size.split("x"))
+        clip = synthetic_clip(frames, height, width)
+        out = restorer.restore(clip[:5])  # warm-up (small clip of the same frame size)
+        out_h, out_w = out.shape[1:3]
+        times, rates, phases = [], [], []
+        for _ in range(args.repeat):
+            rates.append(matmul_rate(4096, 512, 2048, device=args.device))
+            restorer.phase_seconds.clear()
+            start = time.perf_counter()
+            restorer.restore(clip)
+            times.append(time.perf_counter() - start)
+            phases.append(restorer.phase_totals())
+        seconds = statistics.median(times)
+        phase = {p: statistics.median(run.get(p, 0.0) for run in phases)
+                 for p in ("encode", "dit", "decode")}
+        batches = restorer.plan_batches(frames)
+        flops = sum(clip_flops(restorer, b.stop - b.start, out_h, out_w) for b in batches)
+        rate = statistics.median(rates)
+        rows.append([
+            f"{frames}x{height}x{width}", f"{out_h}x{out_w}", len(batches), f"{seconds:.2f}",
+            f"{frames / seconds:.2f}",
+            *(f"{value:.2f}" for value in phase.values()), f"{flops / seconds / 1e9:.1f}",
+            f"{flops / seconds / rate:.2f}",
+        ])
+    model = args.model or "bundled seedvr2-small"
+    print(f"Whole-clip restoration, {model}, {args.device} {args.dtype}, scale {args.scale}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; median of "
+          f"{args.repeat}; matmul rate {statistics.median(rates) / 1e9:.0f} GFLOP/s (last size); "
+          f"peak RSS {peak_rss_mib():.0f} MiB")
+    print(markdown_table(
+        ["input f x h x w", "output h x w", "batches", "s / clip", "frames/s", "encode s",
+         "DiT s", "decode s", "GFLOP/s", "of matmul rate"], rows))
+
+
+if __name__ == "__main__":
+    main()

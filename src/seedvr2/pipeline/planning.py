@@ -162,7 +162,7 @@ def fitting_changes(
     changes: list[tuple[str, Callable[[RestoreOptions, MemorySetup], Setting]]] = []
     if not setup.offload:
         changes.append(("--offload", lambda o, s: (o, replace(s, offload=True))))
-    if tile >= 64 and (options.tiling.decode_tile or tile + 1) > tile:
+    if tile >= 64 and (options.tiling.decode_tile is None or options.tiling.decode_tile > tile):
         tiling = replace(options.tiling, encode_tile=tile, decode_tile=tile,
                          overlap=min(options.tiling.overlap, tile // 4 // 8 * 8))  # fmt: skip
         changes.append((f"--encode-tile {tile} --decode-tile {tile}",

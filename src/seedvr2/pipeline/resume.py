@@ -101,6 +101,8 @@ class WorkFolder:
                 pending=cursor.pending.numpy(),
                 next_batch=np.int64(cursor.next_batch),
             )
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the rename: a power cut keeps whole segments
         os.replace(temp, self.path / name)
 
     def remove(self) -> None:

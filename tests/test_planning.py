@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,9 +47,9 @@ def test_advice_names_settings_that_make_the_job_fit():
     base = _peak(options, setup)
     available = int(base * 0.8)
     changes = planning.fitting_changes(_plan(options), options, FACTS_3B, setup, available)
-    assert changes and all(flag.startswith("--") for flag in changes)
-    if "--offload" in changes:
-        assert _peak(options, replace(setup, offload=True)) <= available
+    assert changes[0] == "--offload"  # the mildest change that fits comes first
+    assert _peak(options, replace(setup, offload=True)) <= available
+    assert all(flag.startswith("--") for flag in changes)
 
 
 def test_advice_stacks_changes_when_one_is_not_enough_and_gives_up_honestly():
@@ -69,9 +70,9 @@ def test_dry_run_warns_and_advises_when_the_device_is_too_small(tiny_model, tmp_
     assert "will not fit; try" in printed
 
 
-@pytest.mark.parametrize("device", ["cpu"])
-def test_available_memory_is_known_on_the_cpu(device):
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads /proc/meminfo (Linux)")
+def test_available_memory_is_read_on_linux():
     from seedvr2.pipeline.runtime import available_memory_bytes
 
-    available = available_memory_bytes(torch.device(device))
-    assert available is None or available > 2**20
+    available = available_memory_bytes(torch.device("cpu"))
+    assert available is not None and 2**20 < available <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

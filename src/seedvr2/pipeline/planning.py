@@ -103,9 +103,7 @@ def plan_job(options: RestoreOptions, job: Job, selection: InputSelection) -> Jo
     frames = frame_count(source)
     size = plan_size((source.info.height, source.info.width), options.resolution, options.scale,
                      options.max_side)  # fmt: skip
-    prepend = min(options.prepend, frames - 1)
-    batches = plan_batches(frames + prepend, options.batch_size, options.effective_overlap)
-    return JobPlan(job, source.info, frames, size, batches)
+    return JobPlan(job, source.info, frames, size, _job_batches(frames, options))
 
 
 @dataclass(frozen=True)
@@ -194,9 +192,13 @@ def fitting_changes(
 
 def _replan(plan: JobPlan, options: RestoreOptions) -> JobPlan:
     """``plan`` with the batches ``options`` give (sizes do not change)."""
-    prepend = min(options.prepend, plan.frames - 1)
-    batches = plan_batches(plan.frames + prepend, options.batch_size, options.effective_overlap)
-    return replace(plan, batches=batches)
+    return replace(plan, batches=_job_batches(plan.frames, options))
+
+
+def _job_batches(frames: int, options: RestoreOptions) -> list[TemporalBatch]:
+    """Temporal batches of a ``frames``-long input, reversed prepended frames included."""
+    prepend = min(options.prepend, frames - 1)
+    return plan_batches(frames + prepend, options.batch_size, options.effective_overlap)
 
 
 def describe(

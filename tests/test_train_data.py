@@ -21,6 +21,7 @@ from seedvr2.train.data import (
     crop_size,
     plan_shape,
 )
+from seedvr2.train.degrade import load_degradation_config
 from seedvr2.train.sources import build_index, read_clip, read_manifest
 from train_support import make_media, write_video
 
@@ -119,3 +120,23 @@ def test_real_degradations_are_keyed_by_the_sample(media: Path) -> None:
     assert first["lq"].shape == (3, 5, 32, 32)  # degraded at 8x8, resized back
     assert torch.equal(first["lq"], again["lq"])
     assert not torch.equal(first["lq"], first["hq"])
+
+
+def test_a_degradation_list_mixes_configs_and_scales(media: Path) -> None:
+    configs = Path(__file__).parents[1] / "configs" / "degradations"
+    heavy, broad = str(configs / "realesrgan_video.yaml"), str(configs / "broad_video.yaml")
+    mixed = build_degrader((heavy, {"path": broad, "scale": 2}), scale=4)
+    assert [c.config.scale for c in mixed.choices] == [4, 2]
+    assert mixed.choices[1].config.first == load_degradation_config(broad).first
+    video = torch.rand(3, 2, 32, 32)
+    picked = {tuple(mixed(video, torch.Generator().manual_seed(s)).shape) for s in range(12)}
+    assert picked == {(3, 2, 8, 8), (3, 2, 16, 16)}  # both entries are drawn
+    dataset = ClipDataset(build_index((str(media),), None), seed=1, degrader=mixed)
+    key = SampleKey(step=3, micro=0, index=0, frames=1, height=32, width=32)
+    assert torch.equal(dataset[key]["lq"], dataset[key]["lq"])
+    with pytest.raises(ConfigError, match="does not divide data.scale 4"):
+        build_degrader(({"path": heavy, "scale": 3},), scale=4)
+    with pytest.raises(ConfigError, match="unknown: \\['strength'\\]"):
+        build_degrader(({"path": heavy, "strength": 2},), scale=4)
+    with pytest.raises(ConfigError, match="empty list"):
+        build_degrader((), scale=4)

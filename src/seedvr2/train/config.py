@@ -71,7 +71,10 @@ class DataConfig:
     phases: tuple[Phase, ...] = (Phase(),)
     batch_size: int = 4  # clips per micro-step over all processes (global)
     scale: int = 4  # LQ = HQ / scale, then resized back to HQ size (spec §1a "Condition")
-    degradation: str | None = None  # degradation YAML (configs/degradations/); None: area resize
+    # Degradation YAML (configs/degradations/); None: area resize. A list draws one entry per
+    # clip, uniformly; an entry is a path or {path, scale} (the config at another scale), and
+    # every entry's scale must divide ``scale``: one model for several scales.
+    degradation: str | tuple[str | dict[str, Any], ...] | None = None
     workers: int = 0  # DataLoader worker processes per rank
     cache: str | None = None  # folder of precomputed latents (see ``latent_cache``)
 

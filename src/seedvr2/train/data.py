@@ -11,6 +11,7 @@ Dimension key: ``b`` clips, ``c`` channels, ``f`` frames, ``h w`` pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -140,14 +141,55 @@ class RealDegradation:
         return rearrange(frames, "f c h w -> c f h w")
 
 
-def build_degrader(path: str | None, scale: int) -> Degrader:
-    """The LQ synthesis of ``data.degradation``, or area down-scaling by ``scale`` when None."""
+@dataclass(frozen=True)
+class MixedDegradation:
+    """One of several degradations per clip, drawn uniformly with the clip's generator."""
+
+    choices: tuple[Degrader, ...]
+
+    def __call__(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        pick = int(torch.randint(len(self.choices), (), generator=generator))
+        return self.choices[pick](video, generator)
+
+
+def build_degrader(path: str | tuple[str | dict, ...] | None, scale: int) -> Degrader:
+    """The LQ synthesis of ``data.degradation``, or area down-scaling by ``scale`` when None.
+
+    A single config must have the scale ``scale``. A list mixes entries (a path, or a mapping
+    ``{path, scale}`` that sets the config's scale); each entry's scale must divide ``scale``
+    (crops are multiples of ``2 * scale``), which trains one model for several scales.
+    """
     if path is None:
         return AreaDegradation(scale)
+    if isinstance(path, tuple):
+        if not path:
+            raise ConfigError("data.degradation is an empty list; give configs or null")
+        return MixedDegradation(tuple(_mixture_entry(item, scale) for item in path))
     config = load_degradation_config(path)
     if config.scale != scale:
         raise ConfigError(f"data.scale {scale} differs from the scale {config.scale} of the "
                           f"degradation config {path}")
+    return RealDegradation(config)
+
+
+def _mixture_entry(item: str | dict, scale: int) -> RealDegradation:
+    """One entry of a ``data.degradation`` list: ``path`` or ``{path, scale}``."""
+    if isinstance(item, dict):
+        unknown = sorted(set(item) - {"path", "scale"})
+        if unknown or "path" not in item:
+            raise ConfigError(f"data.degradation entry {item!r}: expected keys path and "
+                              f"optionally scale (unknown: {unknown})")
+        config = load_degradation_config(item["path"])
+        if "scale" in item:
+            if not isinstance(item["scale"], int) or item["scale"] < 1:
+                raise ConfigError(f"data.degradation entry {item!r}: scale must be an integer "
+                                  ">= 1")
+            config = dataclasses.replace(config, scale=item["scale"])
+    else:
+        config = load_degradation_config(item)
+    if scale % config.scale:
+        raise ConfigError(f"data.degradation entry {item!r} has scale {config.scale}, which "
+                          f"does not divide data.scale {scale}")
     return RealDegradation(config)
 
 

@@ -136,8 +136,8 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "released": VAEConfig(),
     # The golden-vector structure: same layout, narrow; for tests and CPU experiments.
     "tiny": VAEConfig(block_channels=(16, 16, 32, 32), norm_groups=8),
-    # The bundled seedvr2-small VAE: 4x spatial, no temporal compression, 16 latent channels
-    # (3x fewer values than pixels), trainable to a useful reconstruction PSNR on a 2-core CPU.
+    # A learnt VAE small enough to train on a 2-core CPU: 4x spatial, no temporal compression,
+    # 16 latent channels (3x fewer values than pixels); configs/train/small_vae.yaml.
     "small": VAEConfig(block_channels=(16, 32, 32), layers_per_block=1, norm_groups=8,
                        temporal_stages=0),
 }

@@ -15,11 +15,12 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "train").glob("*.yaml"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_example_configs_load(path: Path) -> None:
+def test_example_configs_load(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(path)
     assert cfg.stage in ("diffusion", "distill", "adversarial", "vae")
-    if cfg.data.degradation is not None:  # exists, and its scale is data.scale
-        build_degrader(str(path.parents[2] / cfg.data.degradation), cfg.data.scale)
+    if cfg.data.degradation is not None:  # the configs exist and their scales fit data.scale
+        monkeypatch.chdir(path.parents[2])  # config paths are relative to the repository
+        build_degrader(cfg.data.degradation, cfg.data.scale)
 
 
 def test_example_configs_cover_every_stage_and_both_sizes() -> None:

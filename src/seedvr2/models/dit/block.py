@@ -52,9 +52,11 @@ class JointWindowAttention(nn.Module):
     def _video_factors(self, plan: WindowPlan, head_dim: int) -> torch.Tensor:
         """RoPE factors (l_vid, 1, k/2) of every video row at its window-local position.
 
-        Cached on the plan: every block of a forward shares it (the frequencies are constants).
+        Cached on the plan: every block of a forward shares it. A plan serves one DiT, whose
+        blocks all hold the same frequency buffer (one config), so the key needs no values
+        (reading them would synchronise a GPU in every block).
         """
-        key = ("rope", self.rope.kind, tuple(self.rope.rope.freqs.tolist()), head_dim)
+        key = ("rope", self.rope.kind, head_dim)
         if key not in plan.cache:
             rows = sum(group.vid_index.numel() for group in plan.groups)
             freqs = self.rope.rope.freqs

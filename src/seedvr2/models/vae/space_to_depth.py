@@ -128,10 +128,11 @@ def _twins_from_signals(conv: nn.Conv3d, stage: int) -> None:
     _constants(conv, stage)
 
 
-def _constants(conv: nn.Conv3d, stage: int) -> None:
+def _constants(conv: nn.Conv3d, stage: int, offset: int = 0) -> None:
+    """The ``+K`` and ``-K`` channels after the signals and twins of ``stage`` (from ``offset``)."""
     n = _signals(stage)
-    conv.bias[2 * n] = CARRIER
-    conv.bias[2 * n + 1] = -CARRIER
+    conv.bias[offset + 2 * n] = CARRIER
+    conv.bias[offset + 2 * n + 1] = -CARRIER
 
 
 def _norm_out(norm: nn.GroupNorm, stage: int) -> None:
@@ -160,17 +161,12 @@ def _build_encoder(vae: VideoAutoencoder, stages: int) -> None:
             for p in range(2):
                 for q in range(2):
                     down.conv.weight[c * 4 + p * 2 + q, c, 0, p, q] = 1.0
-    n = _signals(stages)
     shortcut = enc.down_blocks[-1].resnets[0].conv_shortcut  # (out, in, 1, 1, 1)
-    shortcut.weight.zero_()
-    for c in range(n):
-        shortcut.weight[c, c] = 1.0
-        shortcut.weight[n + c, c] = -1.0
-    shortcut.bias[2 * n] = CARRIER
-    shortcut.bias[2 * n + 1] = -CARRIER
+    shortcut.weight.zero_()  # it was an identity copy (_identity_blocks)
+    _twins_from_signals(shortcut, stages)
     _norm_out(enc.conv_norm_out, stages)
     _untwin(enc.conv_out, stages)
-    enc.conv_out.bias[n:] = LOGVAR_RANGE[0]
+    enc.conv_out.bias[_signals(stages):] = LOGVAR_RANGE[0]
 
 
 def _build_decoder(vae: VideoAutoencoder, stages: int) -> None:
@@ -189,11 +185,8 @@ def _build_decoder(vae: VideoAutoencoder, stages: int) -> None:
                     sub = (x * 2 + y) * width  # depth-to-space layout "(x y c)"
                     up.upscale_conv.weight[sub + c, src, 0, 0, 0] = 1.0
                     up.upscale_conv.weight[sub + n + c, _signals(coarse) + src, 0, 0, 0] = 1.0
-        for x in range(2):
-            for y in range(2):
-                sub = (x * 2 + y) * width
-                up.upscale_conv.bias[sub + 2 * n] = CARRIER
-                up.upscale_conv.bias[sub + 2 * n + 1] = -CARRIER
+        for sub in range(4):  # every sub-position gets the constants
+            _constants(up.upscale_conv, fine, offset=sub * width)
         _carry(up.conv, fine)
     _norm_out(dec.conv_norm_out, 0)
     _untwin(dec.conv_out, 0)

@@ -8,7 +8,10 @@ asked, and are written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import glob
+import logging
+import os
 import re
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,9 +33,13 @@ from seedvr2.media import (
     image_files,
     open_media,
 )
+from seedvr2.media.atomic import MANIFEST, claimed
 
-from .restorer import Restorer, StreamCursor
+from .restorer import BatchOutput, Restorer, StreamCursor
 from .resume import SEGMENT_FRAMES, WorkFolder, dequantize, quantize
+from .storage import check_free_space, render_key
+
+log = logging.getLogger(__name__)
 
 VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")
 CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
@@ -128,20 +135,81 @@ def _is_image_folder(path: Path) -> bool:
     return path.is_dir() and bool(image_files(path))
 
 
+def _hidden(path: Path, base: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(base).parts)
+
+
+def _walk(folder: Path, recursive: bool, keep: Callable[[Path], bool]) -> list[Path]:
+    """Media files in ``folder`` (and sub-folders when ``recursive``) that ``keep`` accepts.
+
+    Hidden files and folders are left out; linked folders are listed, never entered.
+    """
+    found: list[Path] = []
+    for parent, folders, files in os.walk(folder):  # does not follow symbolic links
+        here = Path(parent)
+        kept = [name for name in folders if not name.startswith(".") and keep(here / name)]
+        folders[:] = sorted(kept) if recursive else []
+        found += [
+            here / name for name in files
+            if not name.startswith(".") and _is_media(here / name) and keep(here / name)
+        ]  # fmt: skip
+    return sorted(found)
+
+
+def _glob(spec: str) -> list[Path]:
+    """Paths matching ``spec``; ``**`` spans sub-folders without entering linked folders."""
+    if "**" not in spec:
+        return sorted(Path(p) for p in glob.glob(spec))
+    parts = Path(spec).expanduser().parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    anchor = Path(*parts[:fixed]) if fixed else Path()
+    matches = anchor.glob(str(Path(*parts[fixed:])))  # pathlib's ** never follows links
+    return sorted(p for p in matches if not _hidden(p, anchor))
+
+
+def _not_an_output(output: Path | None, suffix: str) -> Callable[[Path], bool]:
+    """Whether a path found in an input folder or pattern is not an output of this tool.
+
+    Outputs are: anything inside the output folder ``output``, frames folders this tool wrote
+    (they hold its manifest) and, with outputs beside their inputs, names ending in ``suffix``.
+    """
+    inside = None if output is None else output.resolve()
+
+    def keep(path: Path) -> bool:
+        if path.is_dir() and (path / MANIFEST).is_file():
+            return False
+        if inside is not None:
+            return not path.resolve().is_relative_to(inside)
+        return not (suffix and path.stem.endswith(suffix))
+
+    return keep
+
+
 def expand_inputs(
-    specs: list[str], sequence: bool = False, recursive: bool = False
+    specs: list[str],
+    sequence: bool = False,
+    recursive: bool = False,
+    output: Path | None = None,
+    suffix: str = "",
 ) -> list[tuple[Path, Path | None]]:
     """Inputs as ``(path, root)``: ``root`` is the folder given, for mirroring sub-folders.
+
+    Folders and patterns never yield this tool's outputs (see :func:`_not_an_output`), so a
+    re-run into a folder inside the input folder, or beside the inputs, does not restore its own
+    earlier outputs; files named one by one are taken as given.
 
     Raises:
         InputError: a path that does not exist, a pattern or folder matching nothing.
     """
+    keep = _not_an_output(output, suffix)
     found: list[tuple[Path, Path | None]] = []
     for spec in specs:
         path = Path(spec).expanduser()
         if not path.exists() and glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True))
-            media = [m for m in matches if _is_media(m) or (sequence and _is_image_folder(m))]
+            media = [
+                m for m in _glob(spec)
+                if (_is_media(m) or (sequence and _is_image_folder(m))) and keep(m)
+            ]  # fmt: skip
             if not media:
                 raise InputError(f"{spec}: the pattern matches no video, image or image folder")
             found += [(m, None) for m in media]
@@ -149,8 +217,7 @@ def expand_inputs(
             if sequence:  # an empty folder is reported when it is opened
                 found.append((path, None))
                 continue
-            walk = path.rglob("*") if recursive else path.iterdir()
-            media = sorted(p for p in walk if p.is_file() and _is_media(p) and not p.name.startswith("."))
+            media = _walk(path, recursive, keep)
             if not media:
                 hint = "" if recursive else " (add --recursive to look into sub-folders)"
                 raise InputError(f"{path}: folder holds no video or image files{hint}")
@@ -184,14 +251,21 @@ def plan_jobs(
     ``output`` is a file (one input; its extension picks the format), a folder (outputs keep
     the input names, sub-folders mirrored), or None (outputs next to inputs with the suffix).
     """
-    sources = expand_inputs(inputs, sequence, recursive)
     target = None if output is None else Path(output).expanduser()
+    folders = [Path(i).expanduser().resolve() for i in inputs if Path(i).expanduser().is_dir()]
+    if target is not None and target.resolve() in folders:
+        raise InputError(
+            f"-o {output} is an input folder; outputs would mix with the inputs. Choose another "
+            "folder, or leave out -o to write each output beside its input with --suffix"
+        )
+    sources = expand_inputs(inputs, sequence, recursive, target, settings.suffix)
     # One input and a target that is not an existing folder: the target is the output itself
-    # when it has an extension, or when the output is a frames folder anyway.
+    # when it has an extension, or when the output is a frames folder anyway. A frames folder
+    # this tool wrote is that output again (a re-run writes where it wrote).
     single = (
         target is not None
         and len(sources) == 1
-        and not target.is_dir()
+        and (not target.is_dir() or (target / MANIFEST).is_file())
         and (target.suffix != "" or _output_suffix(sources[0][0], settings) == "")
     )
     if target is not None and target.suffix and not target.is_dir() and len(sources) > 1:
@@ -214,11 +288,22 @@ def plan_jobs(
 
 
 def _check_outputs(jobs: list[Job]) -> None:
+    """Refuse outputs that would replace an input, hold one, or be written twice."""
+    sources = {job.source.resolve(): job.source for job in jobs}
     seen: dict[Path, Path] = {}
     for job in jobs:
         output = job.output.resolve()
-        if output == job.source.resolve():
-            raise InputError(f"{job.source}: the output would replace the input; choose another -o")
+        if output in sources:
+            raise InputError(
+                f"{job.source}: the output {job.output} would replace the input "
+                f"{sources[output]}; choose another -o"
+            )
+        holding = next((s for r, s in sources.items() if r.is_relative_to(output)), None)
+        if holding is not None:
+            raise InputError(
+                f"{job.source}: the output {job.output} is a folder holding the input "
+                f"{holding}; choose another -o"
+            )
         if output in seen:
             raise InputError(
                 f"{seen[output]} and {job.source} would both be written to {job.output}; "
@@ -303,24 +388,48 @@ def restore_file(
     """
     selection = selection or InputSelection()
     settings = settings or OutputSettings()
+    _check_outputs([job])
     if settings.skip_existing and job.output.exists():
         return JobResult(job, "skipped", message="output exists")
     if job.output.exists() and not settings.overwrite:
         raise OutputError(f"{job.output} exists; pass --overwrite to replace it or --skip-existing")
+    with claimed(job.output):
+        return _restore_claimed(restorer, job, selection, settings, on_frame, on_start)
+
+
+def _restore_claimed(
+    restorer: Restorer,
+    job: Job,
+    selection: InputSelection,
+    settings: OutputSettings,
+    on_frame: Callable[[int], None] | None,
+    on_start: Callable[[Job, int], None] | None,
+) -> JobResult:
+    """:func:`restore_file` while the output is claimed by this process."""
     began = time.perf_counter()
     phases = restorer.phase_totals()
     source = open_input(job, selection)
     count = frame_count(source)
     cuts = detect_scene_cuts(f.image for f in source.frames()) if restorer.options.scene_cuts else []
+    plan = restorer.plan_size((source.info.height, source.info.width))
+    work = None
+    if job.output.suffix in VIDEO_OUTPUTS:
+        work = WorkFolder.for_render(job.output, render_key(restorer, job.source, selection))
+        for stale in work.stale():  # earlier renders of this output with other inputs or settings
+            shutil.rmtree(stale, ignore_errors=True)
+        if not settings.resume:
+            work.remove()
+    shape = (*plan.output, source.info.channels)
+    check_free_space(job.output, shape, count, settings.codec, work)
     if on_start is not None:
         on_start(job, count)
-    work = _work_folder(restorer, job, selection) if job.output.suffix in VIDEO_OUTPUTS else None
-    if work is not None and not settings.resume:
-        work.remove()
     render = _Render(_writer(job, source.info, settings), settings.fps is None, on_frame)
     try:
         with render.writer:
-            cursor = render.reuse(work) if work is not None else None
+            cursor = None
+            if work is not None:
+                layout = restorer.batch_outputs(count, cuts)
+                cursor = render.reuse(work, layout, shape)
             stamps: deque[int] = deque()
 
             def frames() -> Iterator[np.ndarray]:
@@ -348,17 +457,6 @@ def restore_file(
     )
 
 
-def _work_folder(restorer: Restorer, job: Job, selection: InputSelection) -> WorkFolder:
-    """Where the segments of ``job`` go, keyed by everything that changes their pixels."""
-    settings = {
-        "selection": selection,
-        "options": restorer.options,
-        "dtype": str(restorer.dtype),
-        "model": restorer.model.files,
-    }
-    return WorkFolder.for_render(job.source, job.output, settings)
-
-
 class _Render:
     """Frames going to the writer; with a work folder, also into segments as batches finish."""
 
@@ -382,13 +480,17 @@ class _Render:
         if self.on_frame is not None:
             self.on_frame(1)
 
-    def reuse(self, work: WorkFolder) -> StreamCursor | None:
-        """Write the frames of finished segments; the cursor to continue from, if any."""
+    def reuse(
+        self, work: WorkFolder, layout: list[BatchOutput], shape: tuple[int, int, int]
+    ) -> StreamCursor | None:
+        """Write the frames of the finished segments that fit the render; the cursor after them."""
         cursor = None
-        for segment in work.segments():
+        for segment in work.segments(layout, shape):
             for codes, pts in zip(segment.frames, segment.pts):
                 self._write(dequantize(codes), int(pts))
             cursor = segment.cursor
+        if cursor is not None:
+            log.info("resuming at frame %d of %s", self.written, work.path)
         self._first = 0 if cursor is None else cursor.next_batch
         return cursor
 
@@ -405,7 +507,13 @@ class _Render:
             self._codes.append(codes)
             self._pts.append(pts)
         if work is not None and len(self._codes) >= SEGMENT_FRAMES:
-            work.save(self._first, self._codes, self._pts, cursor)
+            try:
+                work.save(self._first, self._codes, self._pts, cursor)
+            except OSError as error:
+                raise OutputError(
+                    f"{work.path}: cannot save restored frames ({error.strerror or error}); "
+                    "free some space or choose another output folder, then run the same command"
+                ) from None
             self._codes, self._pts, self._first = [], [], cursor.next_batch
 
 
@@ -424,4 +532,8 @@ def run_jobs(
             results.append(restore_file(restorer, job, selection, settings, on_frame, on_start))
         except SeedVR2Error as error:
             results.append(JobResult(job, "failed", message=str(error)))
+        except Exception as error:  # a bug or an unforeseen failure: the other files go on
+            log.info("%s failed", job.source, exc_info=True)
+            message = f"unexpected {type(error).__name__}: {error} (run with -v for details)"
+            results.append(JobResult(job, "failed", message=message))
     return results

@@ -61,6 +61,23 @@ class StreamCursor:
 
 
 @dataclass(frozen=True)
+class BatchOutput:
+    """Of a batch's restored frames, ``[first, stop)`` are final; those after wait to be blended."""
+
+    batch: TemporalBatch
+    first: int  # frames before it are prepended ones, dropped
+    stop: int
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.first
+
+    @property
+    def pending(self) -> int:
+        return self.batch.length - self.stop
+
+
+@dataclass(frozen=True)
 class RestoredBatch:
     """The output frames one batch completes, and the stream's state after it."""
 
@@ -193,6 +210,16 @@ class Restorer:
         """Temporal batches of a clip of ``num_frames`` (after prepending), cut at ``cuts``."""
         o = self.options
         return plan_batches(num_frames, o.batch_size, o.effective_overlap, tuple(cuts))
+
+    def batch_outputs(self, num_frames: int, cuts: Iterable[int] = ()) -> list[BatchOutput]:
+        """What each batch of a clip of ``num_frames`` (before prepending) completes and keeps."""
+        prepend = min(self.options.prepend, num_frames - 1)
+        batches = self.plan_batches(num_frames + prepend, tuple(c + prepend for c in cuts))
+        following = [*(b.blend for b in batches[1:]), 0]
+        return [
+            BatchOutput(batch, max(0, prepend - batch.start), batch.length - keep)
+            for batch, keep in zip(batches, following)
+        ]
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -342,20 +369,17 @@ class Restorer:
         head = [first, *itertools.islice(source, prepend)]
         lead = [head[i] for i in range(prepend, 0, -1)]  # frames prepend..1, reversed
         feed = itertools.chain(lead, head, source)
-        cuts = tuple(c + prepend for c in cuts)
-        batches = self.plan_batches(num_frames + prepend, cuts)
+        layout = self.batch_outputs(num_frames, cuts)
         cursor = resume or StreamCursor(0, None)
-        clips = _batch_clips(feed, batches, cursor.next_batch, plan.source)
+        clips = _batch_clips(feed, [o.batch for o in layout], cursor.next_batch, plan.source)
         outputs = self._restore_in_order(clips, plan)
         pending = cursor.pending
         for number, (batch, out) in enumerate(outputs, start=cursor.next_batch):
             if batch.blend:
                 weight = crossfade_weights(batch.blend).view(-1, 1, 1, 1)
                 out[: batch.blend] = pending * (1 - weight) + out[: batch.blend] * weight
-            following = batches[number + 1] if number + 1 < len(batches) else None
-            keep = following.blend if following is not None else 0
-            done = out[max(0, prepend - batch.start) : batch.length - keep]  # drop prepended
-            pending = out[batch.length - keep :]
+            done = out[layout[number].first : layout[number].stop]  # prepended frames dropped
+            pending = out[layout[number].stop :]
             yield RestoredBatch(
                 [rearrange(image, "c h w -> h w c").numpy() for image in done],
                 StreamCursor(number + 1, pending),

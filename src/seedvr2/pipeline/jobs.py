@@ -34,8 +34,15 @@ from seedvr2.media import (
 from .restorer import Restorer, StreamCursor
 from .resume import SEGMENT_FRAMES, WorkFolder, dequantize, quantize
 
-VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")
-CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
+VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov", ".webm", ".gif")
+CONTAINER_FOR_CODEC = {
+    "h264": ".mp4",
+    "h265": ".mp4",
+    "ffv1": ".mkv",
+    "prores": ".mov",
+    "vp9": ".webm",
+    "gif": ".gif",
+}
 
 
 _CLOCK = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")

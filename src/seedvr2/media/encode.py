@@ -41,10 +41,12 @@ class CodecSpec:
     crf: int | None  # default constant rate factor; None: the codec has none
     preset: bool = False  # takes an x264/x265 ``preset``
     whole_chroma: bool = False  # the picture size must be whole chroma samples (else padded)
+    gray: bool = True  # grey sources get a grey format when the encoder has one
 
 
 VIDEO_CODECS: dict[str, CodecSpec] = {
-    "h264": CodecSpec("libx264", "yuv420p", None, 18, True, True),  # 18: visually lossless
+    # 18: visually lossless. No grey: few players play 4:0:0 H.264 (FFmpeg decodes it as 4:2:0).
+    "h264": CodecSpec("libx264", "yuv420p", None, 18, True, True, gray=False),
     "h265": CodecSpec("libx265", "yuv420p", None, 20, True, True),
     "ffv1": CodecSpec("ffv1", "yuv444p10le", "yuva444p10le", None),  # lossless master
     "prores": CodecSpec("prores_ks", "yuv422p10le", "yuva444p10le", None),  # 422 HQ / 4444
@@ -152,7 +154,7 @@ def fit_pix_fmt(
             _pix_fmt_name(keep_alpha, each_chroma, each_depth, each_gray)
             for each_chroma in _ladder(CHROMAS, chroma_goal)
             for each_depth in _ladder(_DEPTHS, depth_goal)
-            for each_gray in ([True, False] if gray and not keep_alpha else [False])
+            for each_gray in ([True, False] if gray and spec.gray and not keep_alpha else [False])
         )
         chosen = next(name for name in names if name in supported)
     fmt = av.VideoFormat(chosen)

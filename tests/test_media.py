@@ -343,13 +343,20 @@ def test_eight_bit_output_round_trips_closely(tmp_path):
 
 @pytest.mark.parametrize(("codec", "suffix"), [("h264", ".mp4"), ("h265", ".mkv")])
 @pytest.mark.parametrize("size", [(121, 213), (120, 212)])
-def test_output_keeps_exact_size_including_odd(tmp_path, codec, suffix, size):
-    images = [frame / 255 for frame in pattern(2, *size).astype(np.float32)]
+def test_odd_sizes_are_padded_to_playable_420_and_444_keeps_them(tmp_path, codec, suffix, size):
+    images = [_colours(*size), 1 - _colours(*size)]  # smooth: 4:2:0 chroma stays close
     path = _write(tmp_path / f"size{suffix}", images, codec=codec)
-    assert read_frames(path).shape == (2, *size, 3)
+    even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+    frames = read_frames(path)
+    assert frames.shape == (2, *even, 3)
     with av.open(str(path)) as container:
-        stored = container.streams.video[0].codec_context.pix_fmt
-    assert stored == ("yuv444p" if size[0] % 2 else "yuv420p")
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    # The picture sits at the top left; the padding repeats its last column and row.
+    np.testing.assert_allclose(frames[:, : size[0], : size[1]], np.stack(images), atol=6 / 255)
+    np.testing.assert_allclose(frames[:, -1, :], frames[:, -2, :], atol=6 / 255)
+    np.testing.assert_allclose(frames[:, :, -1], frames[:, :, -2], atol=6 / 255)
+    exact = _write(tmp_path / f"exact{suffix}", images, codec=codec, pix_fmt="yuv444p")
+    assert read_frames(exact).shape == (2, *size, 3)
 
 
 SMALL_H265_WRITE = """
@@ -502,8 +509,9 @@ def test_a_failure_leaves_neither_partial_output_nor_temporary_files(tmp_path):
     unmanaged = MediaWriter(tmp_path / "alpha.mp4", codec="h265", pix_fmt="yuva420p")  # no `with`
     with pytest.raises(ValueError, match="expected a float"):
         unmanaged.write(np.zeros((16, 16, 3), np.uint8))  # a caller bug: the writer stays open
-    with pytest.raises(OutputError, match="15 is odd and h265 has no 4:4:4 form of yuva420p"):
-        unmanaged.write(_gradient(15, 16))
+    with pytest.raises(OutputError, match="pixel format yuva420p is not supported by h264"):
+        MediaWriter(tmp_path / "alpha.mp4", pix_fmt="yuva420p")
+    unmanaged.abort()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -520,8 +528,10 @@ def test_writer_errors_are_output_errors(tmp_path):
         MediaWriter(tmp_path / "a.mp4"),
     ):
         pass
-    with pytest.raises(OutputError, match="crf and preset apply to h264 and h265"):
+    with pytest.raises(OutputError, match="crf applies to h264, h265, vp9, not ffv1"):
         MediaWriter(tmp_path / "c.mkv", codec="ffv1", crf=10)
+    with pytest.raises(OutputError, match="preset applies to h264, h265, not vp9"):
+        MediaWriter(tmp_path / "c.webm", codec="vp9", preset="slow")
     with pytest.raises(OutputError, match="not supported by h264"):
         MediaWriter(tmp_path / "d.mp4", pix_fmt="yuv420p16le")
     assert _leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

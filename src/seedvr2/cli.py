@@ -82,12 +82,14 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sequence-fps", type=float, help="frame rate of image sequences (25)")
     g.add_argument("--recursive", action="store_true", help="look into sub-folders")
     g = p.add_argument_group("output")
-    g.add_argument("--codec", default="h264", choices=["h264", "h265", "ffv1", "prores", "png"],
-                   help="video codec; png: a folder of PNG frames (as --frames-folder)")
+    g.add_argument("--codec", default="h264",
+                   choices=["h264", "h265", "ffv1", "prores", "vp9", "gif", "png"],
+                   help="video codec (vp9: .webm, gif: .gif); png: a folder of PNG frames (as "
+                   "--frames-folder)")  # fmt: skip
     g.add_argument("--crf", type=int, help="quality for h264/h265 (lower: better; default 18/20)")
     g.add_argument("--preset", help="x264/x265 preset, e.g. slow")
     g.add_argument("--pix-fmt", help="encoder pixel format, e.g. yuv420p10le")
-    g.add_argument("--format", help="output type for folders of inputs: mp4, mkv, mov (videos) "
+    g.add_argument("--format", help="output type for folders of inputs: mp4, mkv, mov, webm, gif (videos) "
                    "or png, tiff, jpg, webp (images)")  # fmt: skip
     g.add_argument("--frames-folder", action="store_true", help="write videos as PNG frames")
     g.add_argument("--suffix", default="_seedvr2", help="name suffix of outputs next to inputs")
@@ -110,7 +112,7 @@ def _format_choice(value: str | None) -> tuple[str | None, str | None]:
     if value is None:
         return None, None
     suffix = "." + value.lower().lstrip(".")
-    if suffix in (".mp4", ".mkv", ".mov"):
+    if suffix in (".mp4", ".mkv", ".mov", ".webm", ".gif"):
         return suffix, None
     return None, suffix
 

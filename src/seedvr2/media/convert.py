@@ -72,6 +72,22 @@ def bit_depth(fmt: av.VideoFormat) -> int:
     return max(component.bits for component in fmt.components)
 
 
+def is_gray(fmt: av.VideoFormat) -> bool:
+    """A grey format (gray*, ya*): one colour component, no palette."""
+    colour = [component for component in fmt.components if not component.is_alpha]
+    return len(colour) == 1 and not (fmt.is_rgb or fmt.has_palette or fmt.is_bayer)
+
+
+def chroma_of(fmt: av.VideoFormat) -> str | None:
+    """Chroma subsampling of a Y'CbCr format as "4:2:0", "4:2:2" or "4:4:4" (4:1:1 and 4:1:0
+    count as 4:2:0, 4:4:0 as 4:2:2: no more chroma samples); None for RGB, grey and palette."""
+    colour = [component for component in fmt.components if not component.is_alpha]
+    if len(colour) < 3 or fmt.is_rgb or fmt.has_palette or fmt.is_bayer:
+        return None
+    samples = (4 // fmt.chroma_width(4)) * (4 // fmt.chroma_height(4))  # luma per chroma sample
+    return {1: "4:4:4", 2: "4:2:2"}.get(samples, "4:2:0")
+
+
 def _is_planar(fmt: av.VideoFormat, plane_count: int) -> bool:
     """One integer component per plane, stored in the low bits (what the numpy paths read)."""
     components = fmt.components
@@ -94,12 +110,15 @@ def _planar_equivalent(fmt: av.VideoFormat) -> str:
     return name + ("16le" if bit_depth(fmt) > 8 else "")
 
 
-def _plane_view(frame: av.VideoFrame, index: int, bits: int) -> np.ndarray:  # (ph, pw)
+def _plane_view(
+    frame: av.VideoFrame, index: int, bits: int, per_pixel: int = 1
+) -> np.ndarray:  # (ph, pw * per_pixel)
+    """Writable view of plane ``index``; ``per_pixel`` values per pixel for packed planes."""
     plane = frame.planes[index]
     dtype = np.dtype("u1" if bits <= 8 else ">u2" if frame.format.is_big_endian else "<u2")
     row = plane.line_size // dtype.itemsize
     rows = np.frombuffer(plane, dtype, count=row * plane.height).reshape(plane.height, row)
-    return rows[:, : plane.width]
+    return rows[:, : plane.width * per_pixel]
 
 
 def _factors(fmt: av.VideoFormat, width: int, height: int) -> tuple[int, int]:
@@ -152,6 +171,20 @@ def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.concatenate([image, np.ones_like(image[..., :1])], axis=-1)
 
 
+def _gray_alpha_frame(
+    image: np.ndarray,  # (h, w, 4) float in [0, 1]
+    pix_fmt: str,  # ya8, ya16be or ya16le: luma and alpha interleaved in one plane
+    bits: int,
+) -> av.VideoFrame:
+    height, width = image.shape[:2]
+    luma = rgb_to_ycbcr(image, "bt709", True, bits)[0]
+    alpha = image[..., 3] * float((1 << bits) - 1)
+    codes = np.stack([to_codes(luma, bits), to_codes(alpha, bits)], axis=-1)  # (h, w, 2)
+    frame = av.VideoFrame(width, height, pix_fmt)
+    _plane_view(frame, 0, bits, per_pixel=2)[...] = codes.reshape(height, 2 * width)
+    return frame
+
+
 def array_to_frame(
     image: np.ndarray,  # (h, w, 3|4) float in [0, 1]
     pix_fmt: str,
@@ -171,7 +204,10 @@ def array_to_frame(
     has_alpha = components[-1].is_alpha
     image = with_channels(np.asarray(image, np.float32), 4 if has_alpha else 3)
     bits = components[0].bits
-    if not _is_planar(fmt, len({component.plane for component in components})):
+    planar = _is_planar(fmt, len({component.plane for component in components}))
+    if not planar and is_gray(fmt) and has_alpha:
+        return _gray_alpha_frame(image, pix_fmt, bits)
+    if not planar:
         if not fmt.is_rgb:
             raise ValueError(f"pixel format {pix_fmt} is neither planar nor RGB")
         depth = 16 if bits > 8 else 8

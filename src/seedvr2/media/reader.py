@@ -21,13 +21,19 @@ from av.stream import Disposition
 
 from seedvr2.errors import InputError
 
-from .convert import bit_depth, color_info, frame_to_array, with_channels
+from .convert import bit_depth, chroma_of, color_info, frame_to_array, is_gray, with_channels
+from .local import open_input
 from .types import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, MediaInfo
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEQUENCE_FPS = Fraction(25)
 """Frame rate given to image sequences (FFmpeg's image2 default) unless ``fps`` is passed."""
+
+OPAQUE_ALPHA_DECODERS = frozenset({"gif", "mjpeg"})
+"""Decoders whose output has an alpha plane whatever the file holds (GIF's canvas; CMYK JPEG,
+converted to RGB with an opaque alpha): their frames count as having alpha only when a pixel of
+the first frame is not opaque, as palette frames do."""
 
 
 def _natural_key(path: Path) -> list[int | str]:
@@ -50,9 +56,14 @@ def _reason(error: Exception) -> str:
 
 def _open_container(path: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return open_input(path)
     except av.error.EOFError:
         raise InputError(f"{path}: has no video frames (file ends after its header)") from None
+    except av.error.ArgumentError:  # also what a demuxer refused by the whitelist gives
+        raise InputError(
+            f"{path}: cannot be read as video or image (damaged, or a playlist or list of other "
+            "files, which are not followed: give the media files themselves)"
+        ) from None
     except (av.FFmpegError, OSError, ValueError) as error:
         raise InputError(f"{path}: cannot be read as video or image ({_reason(error)})") from None
 
@@ -74,9 +85,9 @@ def _first_frame(container: av.container.InputContainer, path: Path) -> av.Video
     return frame
 
 
-def _read_image(path: Path) -> av.VideoFrame:
+def _read_image(path: Path) -> tuple[av.VideoFrame, str]:  # (frame, decoder name)
     with _open_container(path) as container:
-        return _first_frame(container, path)
+        return _first_frame(container, path), _video_stream(container, path).codec_context.name
 
 
 def _default_matrix(kind: str, frame: av.VideoFrame) -> str:
@@ -93,20 +104,24 @@ def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, rotation // 90)) if rotation else image
 
 
-def _probe(frame: av.VideoFrame, kind: str) -> dict[str, object]:
-    """Size, depth, alpha, rotation and colour fields of MediaInfo from one decoded frame."""
+def _probe(frame: av.VideoFrame, kind: str, decoder: str) -> dict[str, object]:
+    """Size, pixel layout, alpha, rotation and colour fields of MediaInfo from one decoded frame."""
     rotation = _display_rotation(frame)
     width, height = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
     image = frame_to_array(frame, _default_matrix(kind, frame))
+    fmt = frame.format
     # A palette (pal8) may or may not hold transparent entries: look at the pixels.
-    has_alpha = image.shape[-1] == 4 and (not frame.format.has_palette or image[..., 3].min() < 1)
+    by_pixels = fmt.has_palette or decoder in OPAQUE_ALPHA_DECODERS
+    has_alpha = image.shape[-1] == 4 and (not by_pixels or image[..., 3].min() < 1)
     return {
         "width": width,
         "height": height,
-        "bit_depth": bit_depth(frame.format) if not frame.format.has_palette else 8,
+        "bit_depth": bit_depth(fmt) if not fmt.has_palette else 8,
         "has_alpha": bool(has_alpha),
         "rotation": rotation,
         "color": color_info(frame),
+        "chroma": chroma_of(fmt),
+        "gray": is_gray(fmt),
     }
 
 
@@ -153,7 +168,7 @@ class MediaSource:
         first_pts = round(info.start_time / info.time_base)  # pts count frames of the folder
         for index in range(start, stop):
             path = self._files[index]
-            frame = _read_image(path)
+            frame, _ = _read_image(path)
             image = frame_to_array(frame, _default_matrix(info.kind, frame))
             image = _rotate(image, _display_rotation(frame))
             if image.shape[:2] != (info.height, info.width):
@@ -282,7 +297,8 @@ def _open_video(
             kind="video", path=path, frame_count=None, fps=Fraction(fps),
             time_base=stream.time_base, has_audio=bool(container.streams.audio),
             has_subtitles=bool(container.streams.subtitles), start_time=start,
-            end_time=end_time, **_probe(_first_frame(container, path), "video"),
+            end_time=end_time,
+            **_probe(_first_frame(container, path), "video", stream.codec_context.name),
         )  # fmt: skip
     trimmed = start > 0 or end_time is not None or max_frames is not None
     if indexed_count > 0 and not trimmed:
@@ -310,7 +326,8 @@ def _open_images(
     selected = files[first:last][:max_frames]
     if not selected:
         raise InputError(f"{path}: no images in the selected range (start {start} s at {fps} fps)")
-    probe = _probe(_read_image(selected[0]), kind)
+    head, decoder = _read_image(selected[0])
+    probe = _probe(head, kind, decoder)
     info = MediaInfo(
         kind=kind, path=path, frame_count=len(selected), fps=fps, time_base=1 / fps,
         has_audio=False, has_subtitles=False, start_time=first / fps,

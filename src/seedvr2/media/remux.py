@@ -21,6 +21,8 @@ import av
 
 from seedvr2.errors import InputError
 
+from .local import open_input
+
 logger = logging.getLogger(__name__)
 
 TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "matroska": "ass"}
@@ -76,7 +78,7 @@ class StreamCopier:
         self, source: Path, output: av.container.OutputContainer, offset: float, end: float | None
     ):
         try:
-            self._input = av.open(str(source), metadata_errors="ignore")
+            self._input = open_input(source)
         except (av.FFmpegError, OSError) as error:
             raise InputError(f"{source}: cannot read its audio/subtitles ({error})") from None
         self._output = output

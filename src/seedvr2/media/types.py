@@ -76,6 +76,9 @@ class MediaInfo:
         has_audio, has_subtitles: the container holds such streams (copied by the writer).
         start_time: seconds into the source where the selection starts.
         end_time: seconds where the selection ends (exclusive), None for "to the end".
+        chroma: "4:2:0", "4:2:2" or "4:4:4": chroma subsampling of a Y'CbCr source (4:1:1 and
+            4:1:0 count as 4:2:0, 4:4:0 as 4:2:2); None for RGB, grey and palette sources.
+        gray: the source is grey (a grey pixel format); frames are still RGB(A).
     """
 
     kind: MediaKind
@@ -93,6 +96,8 @@ class MediaInfo:
     has_subtitles: bool
     start_time: float = 0.0
     end_time: float | None = None
+    chroma: str | None = None
+    gray: bool = False
 
     @property
     def channels(self) -> int:

@@ -1,9 +1,11 @@
 """Write float RGB(A) frames to a video file, one image file or a PNG-sequence folder.
 
-The output kind follows the path: .mp4/.mkv/.mov is a video, .png/.jpg/.jpeg/.webp/.tif/.tiff/
-.bmp one image, a path without extension (or an existing folder) a folder of ``000000.png``,
+The output kind follows the path: .mp4/.mkv/.mov/.webm/.gif is a video, .png/.jpg/.jpeg/.webp/
+.tif/.tiff/.bmp one image, a path without extension (or an existing folder) a folder of ``000000.png``,
 ``000001.png``, ... Everything is written under a temporary name in the destination folder and
 renamed into place by :meth:`MediaWriter.close`; on any error nothing half-written remains.
+The same frames and settings give the same bytes (no timestamps, random IDs or machine-dependent
+thread counts in the output). What an output cannot keep of the source is said once per output.
 """
 
 from __future__ import annotations
@@ -26,15 +28,21 @@ from .atomic import AtomicOutput
 from .colorspace import MATRICES
 from .convert import apply_color_tags, array_to_frame, check_color
 from .encode import (
+    CHROMAS,
+    ENCODER_THREADS,
     IMAGE_ENCODERS,
     VIDEO_CODECS,
     VIDEO_FORMATS,
     VideoCodec,
     check_video_settings,
-    choose_pix_fmt,
     encode_image,
     encoder_options,
+    fit_pix_fmt,
+    image_pix_fmt,
+    padded_size,
 )
+from .local import open_output
+from .palette import PaletteQuantizer
 from .remux import StreamCopier
 from .types import ColorInfo, MediaInfo
 
@@ -48,7 +56,7 @@ class _VideoSink:
         self._writer = writer
         self._spec = VIDEO_CODECS[writer.codec]
         try:
-            self._container = av.open(str(temp), "w", format=VIDEO_FORMATS[suffix])
+            self._container = open_output(temp, VIDEO_FORMATS[suffix])
         except (av.FFmpegError, OSError) as error:
             raise OutputError(f"{writer.path}: cannot create the file ({error})") from None
         codec_id = av.codec.Codec(self._spec.encoder, "w").canonical_name
@@ -61,31 +69,46 @@ class _VideoSink:
             )
         self._stream: av.video.VideoStream | None = None
         self._copier: StreamCopier | None = None
+        self._palette: PaletteQuantizer | None = None
         self._first_pts = 0
 
     def _start(self, image: np.ndarray, pts: int) -> None:
         writer, container = self._writer, self._container
         height, width, channels = image.shape
-        pix_fmt = choose_pix_fmt(writer.codec, writer.pix_fmt, channels == 4, width, height)
-        fmt = av.VideoFormat(pix_fmt)
-        if channels == 4 and not fmt.components[-1].is_alpha:
-            logger.warning(
-                "%s with %s has no alpha channel; alpha is dropped", writer.codec, pix_fmt
+        alpha = channels == 4
+        pix_fmt, changes = writer.pix_fmt, []
+        if pix_fmt is None:
+            pix_fmt, changes = fit_pix_fmt(
+                writer.codec, alpha, writer.bit_depth, writer.chroma, writer.gray
             )
+        fmt = av.VideoFormat(pix_fmt)
+        if alpha and not (fmt.components[-1].is_alpha or fmt.has_palette):
+            changes.append(f"alpha is dropped ({writer.codec} {pix_fmt} has none)")
+        self._coded_size = padded_size(writer.codec, pix_fmt, width, height)
+        if self._coded_size != (width, height):
+            changes.append(
+                f"{width}x{height} is padded to {self._coded_size[0]}x{self._coded_size[1]} by repeating "
+                f"the last column/row ({writer.codec} {pix_fmt} needs even sizes; a 4:4:4 "
+                "pix_fmt keeps the exact size)"
+            )
+        if changes:
+            logger.warning("%s: %s", writer.path, "; ".join(changes))
         stream = container.add_stream(
             self._spec.encoder,
             rate=writer.fps,
             options=encoder_options(writer.codec, pix_fmt, writer.crf, writer.preset,
-                                    writer.encoder_options, width, height),
+                                    writer.encoder_options, *self._coded_size),
         )  # fmt: skip
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.width, stream.height = self._coded_size
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.thread_count = ENCODER_THREADS
         stream.time_base = stream.codec_context.time_base = writer.time_base
-        self._color = (
-            replace(writer.color, matrix="rgb", range="full") if fmt.is_rgb else writer.color
-        )
+        rgb = fmt.is_rgb or fmt.has_palette
+        self._color = replace(writer.color, matrix="rgb", range="full") if rgb else writer.color
         apply_color_tags(stream.codec_context, self._color)
         if writer.codec == "h265" and container.format.name.startswith("mov"):
             stream.codec_tag = "hvc1"  # what Apple players require
+        self._palette = PaletteQuantizer(writer.time_base) if fmt.has_palette else None
         self._stream, self._pix_fmt, self._first_pts = stream, pix_fmt, pts
         if writer.copy_streams_from is not None:
             offset = float(pts * writer.time_base)
@@ -96,8 +119,16 @@ class _VideoSink:
     def write(self, image: np.ndarray, pts: int) -> None:
         if self._stream is None:
             self._start(image, pts)
+        width, height = self._coded_size
+        extra = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
+        image = np.pad(image, extra, mode="edge") if any(extra[0] + extra[1]) else image
+        pts -= self._first_pts
+        if self._palette is not None:
+            for frame in self._palette.frames(image, pts):
+                self._mux(self._stream.encode(frame))
+            return
         frame = array_to_frame(image, self._pix_fmt, self._color)
-        frame.pts, frame.time_base = pts - self._first_pts, self._writer.time_base
+        frame.pts, frame.time_base = pts, self._writer.time_base
         self._mux(self._stream.encode(frame))
 
     def _mux(self, packets: list[av.Packet]) -> None:
@@ -109,6 +140,9 @@ class _VideoSink:
 
     def close(self) -> None:
         try:
+            if self._palette is not None:
+                for frame in self._palette.frames(None, None):
+                    self._mux(self._stream.encode(frame))
             if self._stream is not None:
                 self._mux(self._stream.encode(None))
             if self._copier is not None:
@@ -131,11 +165,19 @@ def _holds(format_name: str, codec_id: str) -> bool:
 
 
 class _FileSink:
-    """Base of the sinks that write whole files per frame: nothing to finish or release."""
+    """Base of the sinks that write whole image files per frame; the format is fitted once."""
 
     def __init__(self, temp: Path, suffix: str, writer: MediaWriter):
-        self._temp, self._suffix, self._bit_depth = temp, suffix, writer.bit_depth
+        self._temp, self._suffix, self._writer = temp, suffix, writer
+        self._pix_fmt: str | None = None
         self._count = 0
+
+    def _encode(self, image: np.ndarray, suffix: str) -> bytes:
+        if self._pix_fmt is None:
+            writer = self._writer
+            alpha = image.shape[-1] == 4
+            self._pix_fmt = image_pix_fmt(suffix, alpha, writer.bit_depth, writer.gray)
+        return encode_image(image, suffix, self._pix_fmt)
 
     def close(self) -> None:
         pass
@@ -150,7 +192,7 @@ class _ImageSink(_FileSink):
     def write(self, image: np.ndarray, pts: int) -> None:
         if self._count:
             raise ValueError("an image file holds one frame; write to a video or a folder")
-        self._temp.write_bytes(encode_image(image, self._suffix, self._bit_depth))
+        self._temp.write_bytes(self._encode(image, self._suffix))
         self._count = 1
 
 
@@ -158,8 +200,7 @@ class _SequenceSink(_FileSink):
     """A folder of numbered PNG files."""
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        data = encode_image(image, ".png", self._bit_depth)
-        (self._temp / f"{self._count:06d}.png").write_bytes(data)
+        (self._temp / f"{self._count:06d}.png").write_bytes(self._encode(image, ".png"))
         self._count += 1
 
 
@@ -171,12 +212,16 @@ class MediaWriter:
         fps: frame rate; also sets the default time base 1/fps.
         time_base: unit of the ``pts`` passed to :meth:`write`, e.g. the source's, so variable
             frame rate timestamps are kept exactly. Default 1/fps.
-        codec: video codec: h264, h265, ffv1 (lossless) or prores.
-        crf, preset: x264/x265 rate control (default crf 18 for h264, 20 for h265).
-        pix_fmt: encoder pixel format, e.g. yuv420p, yuv420p10le, yuv444p, yuva444p10le. Default
-            per codec (yuv420p; ffv1 yuv444p10le; prores yuv422p10le) or its alpha variant when
-            frames have alpha (ffv1, prores 4444).
-        bit_depth: 8 or 16 for PNG/TIFF images and sequences.
+        codec: video codec: h264, h265, ffv1 (lossless), prores, vp9 (.webm) or gif.
+        crf: rate control (default 18 for h264, 20 for h265, 30 for vp9); preset: x264/x265.
+        pix_fmt: encoder pixel format, e.g. yuv420p, yuv420p10le, yuv444p, yuva444p10le. Default:
+            the codec's (yuv420p; ffv1 yuv444p10le; prores yuv422p10le; gif pal8) or its alpha
+            variant when frames have alpha (ffv1, prores 4444, vp9), raised to keep
+            ``bit_depth``, ``chroma`` and ``gray`` where the codec can (see :mod:`.encode`).
+        bit_depth: bits per component to keep (8-16): images and sequences are 16-bit PNG/TIFF
+            above 8; videos get at least this depth where the codec holds it.
+        chroma: chroma subsampling to keep ("4:2:0", "4:2:2", "4:4:4"), None for RGB sources.
+        gray: write grey formats (the luma of the frames) where the output holds them.
         color: colour tags to write (missing ones BT.709, limited range); the matrix and range
             also drive the RGB -> Y'CbCr conversion.
         copy_streams_from: file whose audio and subtitle streams are copied into the video.
@@ -200,6 +245,8 @@ class MediaWriter:
         preset: str | None = None,
         pix_fmt: str | None = None,
         bit_depth: int = 8,
+        chroma: str | None = None,
+        gray: bool = False,
         color: ColorInfo | None = None,
         copy_streams_from: str | Path | None = None,
         streams_end: float | None = None,
@@ -210,7 +257,7 @@ class MediaWriter:
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         self.time_base = time_base or 1 / self.fps
         self.codec, self.crf, self.preset, self.pix_fmt = codec, crf, preset, pix_fmt
-        self.bit_depth = bit_depth
+        self.bit_depth, self.chroma, self.gray = bit_depth, chroma, gray
         self.color = (color or ColorInfo()).or_defaults()
         self.copy_streams_from = None if copy_streams_from is None else Path(copy_streams_from)
         self.streams_end = streams_end
@@ -220,7 +267,7 @@ class MediaWriter:
         folder = not suffix or self.path.is_dir()
         if not folder and suffix not in VIDEO_FORMATS and suffix not in IMAGE_ENCODERS:
             raise OutputError(
-                f"{self.path}: unsupported output type {suffix!r}; use .mp4, .mkv or .mov for "
+                f"{self.path}: unsupported output type {suffix!r}; use {', '.join(VIDEO_FORMATS)} for "
                 f"video, {', '.join(IMAGE_ENCODERS)} for an image, or a folder for PNG frames"
             )
         self._output = AtomicOutput(self.path, folder=folder, overwrite=overwrite)
@@ -238,7 +285,8 @@ class MediaWriter:
 
     @classmethod
     def for_source(cls, path: str | Path, info: MediaInfo, **options: object) -> MediaWriter:
-        """A writer keeping ``info``'s frame rate, time base, colour tags, audio and subtitles.
+        """A writer keeping ``info``'s frame rate, time base, colour tags, audio, subtitles, bit
+        depth, chroma subsampling and greyness.
 
         Pass each source frame's ``pts`` to :meth:`write`; ``options`` override the defaults.
         """
@@ -253,14 +301,19 @@ class MediaWriter:
             "color": color,
             "copy_streams_from": info.path if copy else None,
             "streams_end": info.end_time,
+            "bit_depth": info.bit_depth,
+            "chroma": info.chroma,
+            "gray": info.gray,
         }
         return cls(path, **(defaults | options))
 
     def _check_settings(self) -> None:
         if self.path.suffix.lower() in VIDEO_FORMATS:
             check_video_settings(self.codec, self.pix_fmt, self.crf, self.preset)
-        if self.bit_depth not in (8, 16):
-            raise OutputError(f"image bit depth must be 8 or 16, got {self.bit_depth}")
+        if not 8 <= self.bit_depth <= 16:
+            raise OutputError(f"bit depth must be 8 to 16, got {self.bit_depth}")
+        if self.chroma is not None and self.chroma not in CHROMAS:
+            raise OutputError(f"chroma must be one of {', '.join(CHROMAS)}, got {self.chroma!r}")
         try:
             check_color(self.color)
         except ValueError as error:

@@ -41,8 +41,15 @@ from .storage import check_free_space, render_key
 
 log = logging.getLogger(__name__)
 
-VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")
-CONTAINER_FOR_CODEC = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv", "prores": ".mov"}
+VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov", ".webm", ".gif")
+CONTAINER_FOR_CODEC = {
+    "h264": ".mp4",
+    "h265": ".mp4",
+    "ffv1": ".mkv",
+    "prores": ".mov",
+    "vp9": ".webm",
+    "gif": ".gif",
+}
 
 
 _CLOCK = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")

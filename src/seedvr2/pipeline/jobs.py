@@ -343,15 +343,10 @@ def frame_count(source: MediaSource) -> int:
 def _writer(job: Job, info: MediaInfo, settings: OutputSettings) -> MediaWriter:
     options: dict[str, object] = {"overwrite": settings.overwrite}
     if job.output.suffix.lower() in VIDEO_OUTPUTS:
-        options |= {"codec": settings.codec, "crf": settings.crf, "preset": settings.preset}
-        pix_fmt = settings.pix_fmt
-        if pix_fmt is None and info.bit_depth > 8 and settings.codec in ("h264", "h265"):
-            pix_fmt = "yuv420p10le"  # keep 10-bit sources 10-bit
-        options["pix_fmt"] = pix_fmt
+        options |= {"codec": settings.codec, "crf": settings.crf, "preset": settings.preset,
+                    "pix_fmt": settings.pix_fmt}  # fmt: skip
         if not settings.audio:
             options["copy_streams_from"] = None
-    else:
-        options["bit_depth"] = 16 if info.bit_depth > 8 else 8
     if settings.fps is not None:
         fps = Fraction(settings.fps).limit_denominator(1_000_000)
         options |= {"fps": fps, "time_base": 1 / fps}

@@ -80,11 +80,11 @@ def check_video_settings(
         raise OutputError(f"unknown codec {codec!r}; choose {', '.join(VIDEO_CODECS)}")
     if pix_fmt is not None and pix_fmt not in _supported(spec.encoder):
         raise OutputError(
-            f"pixel format {pix_fmt} is not supported by {codec}; "
+            f"pixel format (--pix-fmt) {pix_fmt} is not supported by {codec}; "
             f"choose one of {', '.join(_supported(spec.encoder))}"
         )
     if spec.crf is None and (crf is not None or preset is not None):
-        raise OutputError(f"crf and preset apply to h264 and h265, not {codec}")
+        raise OutputError(f"crf and preset (--crf, --preset) apply to h264 and h265, not {codec}")
 
 
 def choose_pix_fmt(codec: str, pix_fmt: str | None, alpha: bool, width: int, height: int) -> str:

@@ -39,5 +39,6 @@ def test_cli_devices_list(tiny_model, tmp_path, capsys):
     base = ["restore", str(source), "--model", str(tiny_model), "-q", "-b", "5"]
     assert main([*base, "-o", str(tmp_path / "out.mp4"), "--devices", "cpu,cpu"]) == 0
     assert read_frames(tmp_path / "out.mp4").shape == (7, 16, 24, 3)
-    assert main([*base, "-o", str(tmp_path / "bad.mp4"), "--devices", "cpu,tpu"]) == 1
-    assert "--device 'tpu'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a usage error, before the model loads
+        main([*base, "-o", str(tmp_path / "bad.mp4"), "--devices", "cpu,tpu"])
+    assert exited.value.code == 2 and "--devices 'tpu'" in capsys.readouterr().err

@@ -528,9 +528,9 @@ def test_writer_errors_are_output_errors(tmp_path):
         MediaWriter(tmp_path / "a.mp4"),
     ):
         pass
-    with pytest.raises(OutputError, match="crf applies to h264, h265, vp9, not ffv1"):
+    with pytest.raises(OutputError, match="--crf applies to h264, h265, vp9, not ffv1"):
         MediaWriter(tmp_path / "c.mkv", codec="ffv1", crf=10)
-    with pytest.raises(OutputError, match="preset applies to h264, h265, not vp9"):
+    with pytest.raises(OutputError, match="--preset applies to h264, h265, not vp9"):
         MediaWriter(tmp_path / "c.webm", codec="vp9", preset="slow")
     with pytest.raises(OutputError, match="not supported by h264"):
         MediaWriter(tmp_path / "d.mp4", pix_fmt="yuv420p16le")

@@ -11,28 +11,25 @@ import torch
 
 from media_fixtures import pattern, write_video
 from seedvr2.cli import main
-from seedvr2.pipeline import planning
-from seedvr2.pipeline.batching import plan_batches
+from seedvr2.pipeline import memory
 from seedvr2.pipeline.options import RestoreOptions, VAETiling
 from seedvr2.pipeline.sizing import plan_size
 
 # Roughly SeedVR2-3B: 3.4 G DiT parameters of width 2560 in 32 blocks; the released VAE.
-FACTS_3B = planning.ModelFacts(3_400_000_000, 2560, 250_000_000, 128, dit_depth=32)
+FACTS_3B = memory.ModelFacts(3_400_000_000, 2560, 250_000_000, 128, dit_depth=32)
 GIB = 2**30
 
 
-def _plan(options: RestoreOptions, frames: int = 61) -> planning.JobPlan:
-    size = plan_size((540, 960), resolution=1080)
-    batches = plan_batches(frames, options.batch_size, options.effective_overlap)
-    return planning.JobPlan(None, None, frames, size, batches)  # type: ignore[arg-type]
+def _plan(options: RestoreOptions, frames: int = 61) -> memory.Workload:
+    return memory.Workload(plan_size((540, 960), resolution=1080), frames)
 
 
-def _peak(options: RestoreOptions, setup: planning.MemorySetup) -> int:
-    return planning.estimate_peak_bytes(_plan(options), options, FACTS_3B, setup)
+def _peak(options: RestoreOptions, setup: memory.MemorySetup) -> int:
+    return memory.estimate_peak_bytes(_plan(options), options, FACTS_3B, setup)
 
 
 def test_each_memory_setting_lowers_the_estimate():
-    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.bfloat16)
+    options, setup = RestoreOptions(batch_size=21), memory.MemorySetup(torch.bfloat16)
     base = _peak(options, setup)
     assert _peak(options, replace(setup, offload=True)) < base
     assert _peak(options, replace(setup, swap_blocks=16)) < base
@@ -43,20 +40,20 @@ def test_each_memory_setting_lowers_the_estimate():
 
 
 def test_advice_names_settings_that_make_the_job_fit():
-    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.bfloat16)
+    options, setup = RestoreOptions(batch_size=21), memory.MemorySetup(torch.bfloat16)
     base = _peak(options, setup)
     available = int(base * 0.8)
-    changes = planning.fitting_changes(_plan(options), options, FACTS_3B, setup, available)
+    changes = memory.fitting_changes(_plan(options), options, FACTS_3B, setup, available)
     assert changes[0] == "--offload"  # the mildest change that fits comes first
     assert _peak(options, replace(setup, offload=True)) <= available
     assert all(flag.startswith("--") for flag in changes)
 
 
 def test_advice_stacks_changes_when_one_is_not_enough_and_gives_up_honestly():
-    options, setup = RestoreOptions(batch_size=21), planning.MemorySetup(torch.float32)
-    tight = planning.fitting_changes(_plan(options), options, FACTS_3B, setup, 8 * GIB)
+    options, setup = RestoreOptions(batch_size=21), memory.MemorySetup(torch.float32)
+    tight = memory.fitting_changes(_plan(options), options, FACTS_3B, setup, 8 * GIB)
     assert len(tight) == 1 and len(tight[0].split(" --")) > 1  # several flags together
-    assert planning.fitting_changes(_plan(options), options, FACTS_3B, setup, 2**20) == []
+    assert memory.fitting_changes(_plan(options), options, FACTS_3B, setup, 2**20) == []
 
 
 def test_dry_run_warns_and_advises_when_the_device_is_too_small(tiny_model, tmp_path: Path,

@@ -35,6 +35,7 @@ def test_cli_trims_by_time_and_by_frames(tiny_model, tmp_path, capsys):
     counted = tmp_path / "counted.mp4"
     assert main([*base, "-o", str(counted), "--frames", "3"]) == 0
     assert open_media(counted).info.frame_count == 3
-    assert main([*base, "-o", str(tmp_path / "bad.mp4"), "--start", "1:99"]) == 1
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("seedvr2: error: --start '1:99'") and "\n" not in error
+    with pytest.raises(SystemExit) as exited:  # a usage error, before the model loads
+        main([*base, "-o", str(tmp_path / "bad.mp4"), "--start", "1:99"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exited.value.code == 2 and error.startswith("seedvr2 restore: error: --start '1:99'")

@@ -7,12 +7,22 @@ errors exit with 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seedvr2 import __version__
 from seedvr2.errors import SeedVR2Error
+
+if TYPE_CHECKING:  # the pipeline (and torch) is imported when a command runs, not for --help
+    from seedvr2.pipeline import InputSelection, OutputSettings, RestoreOptions, RuntimeOptions
+    from seedvr2.pipeline.memory import ModelFacts
 
 RESTORE_EXAMPLES = """examples:
   seedvr2 restore clip.mp4 -o clip_2x.mp4 --scale 2
@@ -21,6 +31,39 @@ RESTORE_EXAMPLES = """examples:
   seedvr2 restore photo.png -o photo_4x.png --scale 4 --decode-tile 512
   seedvr2 restore clip.mp4 -o out.mp4 --resolution 720 --dry-run
 """
+
+
+def _number(kind: type[int] | type[float], low: float | None = None, *, above: bool = False,
+            high: float | None = None) -> Callable[[str], float]:  # fmt: skip
+    """An argparse ``type``: a finite ``kind`` from ``low`` (or ``above`` it) up to ``high``.
+
+    A value outside is a usage error naming the flag (``argument --scale: must be above 0``).
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} "
+                                             f"{kind(low)}, got {text}")  # fmt: skip
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {kind(high)}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid ... value" errors
+    return parse
+
+
+COUNT = _number(int, 0)  # frames, pixels or blocks, 0 allowed
+POSITIVE = _number(int, 1)
+SIDE = _number(int, 16)  # output sides: the networks see multiples of 16
+SEED = _number(int, -(2**63), high=2**63 - 1)  # torch seeds; + a frame index stays below 2**64
 
 
 def _restore_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,59 +84,59 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
     g = p.add_argument_group("size")
     size = g.add_mutually_exclusive_group()
-    size.add_argument("-r", "--resolution", type=int, help="output short side in pixels")
-    size.add_argument("-s", "--scale", type=float, help="output size = input size x SCALE")
-    g.add_argument("--max-side", type=int, help="cap on the output long side in pixels")
+    size.add_argument("-r", "--resolution", type=SIDE, help="output short side in pixels")
+    size.add_argument("-s", "--scale", type=_number(float, 0, above=True), help="output size = "
+                      "input size x SCALE (default: 1, the input's size, without --resolution)")  # fmt: skip
+    g.add_argument("--max-side", type=SIDE, help="cap on the output long side in pixels")
     g = p.add_argument_group("quality")
     g.add_argument("--color", default="wavelet", help="colour correction: wavelet (default), "
                    "adain, lab, none")  # fmt: skip
-    g.add_argument("--seed", type=int, default=666)
-    g.add_argument("--steps", type=int, default=1, help="sampling steps (SeedVR2: 1)")
-    g.add_argument("--cfg-scale", type=float, default=1.0, help="guidance (SeedVR2: 1, off)")
-    g.add_argument("--cond-noise", type=float, default=0.0, help="noise on the LQ latent, 0-1")
+    g.add_argument("--seed", type=SEED, default=666, help="noise seed (default: %(default)s)")
     g = p.add_argument_group("frames and memory")
-    g.add_argument("-b", "--batch-size", type=int, default=21, help="frames per batch, 4n+1 "
-                   "(more: steadier, more memory)")  # fmt: skip
-    g.add_argument("--overlap", type=int, default=4, help="frames cross-faded between batches")
+    g.add_argument("-b", "--batch-size", type=POSITIVE, default=21, help="frames per batch, 4n+1 "
+                   "(more: steadier, more memory; default: %(default)s)")  # fmt: skip
+    g.add_argument("--overlap", type=COUNT, default=4, help="frames cross-faded between batches "
+                   "(default: %(default)s)")  # fmt: skip
     g.add_argument("--scene-cuts", action="store_true", help="start a batch at every shot change")
-    g.add_argument("--prepend", type=int, default=0, help="reversed frames added before the "
-                   "first (then dropped) to steady the start")  # fmt: skip
-    g.add_argument("--encode-tile", type=int, help="VAE encode tile edge in pixels")
-    g.add_argument("--decode-tile", type=int, help="VAE decode tile edge in output pixels")
-    g.add_argument("--tile-overlap", type=int, default=64, help="tile overlap in pixels")
-    g.add_argument("--temporal-chunk", type=int, help="VAE frames per causal chunk (4n; 0: all)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--prepend", type=COUNT, default=0, help="reversed frames added before the "
+                   "first (then dropped) to steady the start (default: %(default)s)")  # fmt: skip
+    g.add_argument("--encode-tile", type=POSITIVE, help="VAE encode tile edge in pixels")
+    g.add_argument("--decode-tile", type=POSITIVE, help="VAE decode tile edge in output pixels")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: "
+                   "%(default)s: CUDA, then MPS, then the CPU)")  # fmt: skip
     g.add_argument("--devices", help="several devices restoring batches in parallel, e.g. "
                    "cuda:0,cuda:1 (overrides --device)")  # fmt: skip
-    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="precision (default: %(default)s: bf16 or fp16 on GPUs, fp32 on the CPU)")
     g.add_argument("--offload", action="store_true", help="keep only the network in use on the "
                    "device")  # fmt: skip
-    g.add_argument("--swap-blocks", type=int, default=0, metavar="N", help="keep N DiT blocks "
+    g.add_argument("--swap-blocks", type=COUNT, default=0, metavar="N", help="keep N DiT blocks "
                    "on the CPU, streaming each to the GPU when used (less memory, slower)")  # fmt: skip
-    g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"])
-    g.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow "
-                   "first batch, faster ones after (GPU; needs a C++ compiler on the CPU)")  # fmt: skip
     g = p.add_argument_group("input selection")
     g.add_argument("--start", default="0", help="time to skip: seconds, mm:ss or hh:mm:ss.ms")
     g.add_argument("--duration", help="time to restore: seconds, mm:ss or hh:mm:ss.ms")
-    g.add_argument("--frames", "--max-frames", dest="max_frames", type=int, help="frames to "
+    g.add_argument("--frames", "--max-frames", dest="max_frames", type=POSITIVE, help="frames to "
                    "restore at most")  # fmt: skip
     g.add_argument("--sequence", action="store_true", help="a folder of images is one clip")
-    g.add_argument("--sequence-fps", type=float, help="frame rate of image sequences (25)")
+    g.add_argument("--sequence-fps", type=_number(float, 0, above=True), help="frame rate of "
+                   "image sequences (default: 25)")  # fmt: skip
     g.add_argument("--recursive", action="store_true", help="look into sub-folders")
     g = p.add_argument_group("output")
     g.add_argument("--codec", default="h264",
                    choices=["h264", "h265", "ffv1", "prores", "vp9", "gif", "png"],
                    help="video codec (vp9: .webm, gif: .gif); png: a folder of PNG frames (as "
-                   "--frames-folder)")  # fmt: skip
-    g.add_argument("--crf", type=int, help="quality for h264/h265 (lower: better; default 18/20)")
+                   "--frames-folder; default: %(default)s)")  # fmt: skip
+    g.add_argument("--crf", type=_number(int, 0, high=51), help="quality for h264/h265/vp9 "
+                   "(lower: better; default 18/20/30)")  # fmt: skip
     g.add_argument("--preset", help="x264/x265 preset, e.g. slow")
     g.add_argument("--pix-fmt", help="encoder pixel format, e.g. yuv420p10le")
     g.add_argument("--format", help="output type for folders of inputs: mp4, mkv, mov, webm, gif (videos) "
                    "or png, tiff, jpg, webp (images)")  # fmt: skip
     g.add_argument("--frames-folder", action="store_true", help="write videos as PNG frames")
-    g.add_argument("--suffix", default="_seedvr2", help="name suffix of outputs next to inputs")
-    g.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
+    g.add_argument("--suffix", default="_seedvr2", help="name suffix of outputs next to inputs "
+                   "(default: %(default)s)")  # fmt: skip
+    g.add_argument("--fps", type=_number(float, 0, above=True), help="output frame rate "
+                   "(default: the source's)")  # fmt: skip
     g.add_argument("--no-audio", action="store_true", help="do not copy audio and subtitles")
     policy = g.add_mutually_exclusive_group()
     policy.add_argument("-y", "--overwrite", action="store_true", help="replace existing outputs")
@@ -104,26 +147,106 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-n", "--dry-run", action="store_true", help="print the plan, restore nothing")
     g.add_argument("--report", help="write a JSON report of the run to this file")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_restore)
+    g = p.add_argument_group("advanced", "settings experts change; the defaults are SeedVR2's")
+    g.add_argument("--steps", type=POSITIVE, default=1, help="sampling steps (default: "
+                   "%(default)s, as SeedVR2)")  # fmt: skip
+    g.add_argument("--cfg-scale", type=_number(float), default=1.0, help="guidance (default: "
+                   "%(default)s, off, as SeedVR2)")  # fmt: skip
+    g.add_argument("--cond-noise", type=_number(float, 0, high=1), default=0.0, help="noise on "
+                   "the LQ latent, 0-1 (default: %(default)s)")  # fmt: skip
+    g.add_argument("--tile-overlap", type=COUNT, default=64, help="VAE tile overlap in pixels "
+                   "(default: %(default)s)")  # fmt: skip
+    g.add_argument("--temporal-chunk", type=COUNT, help="VAE frames per causal chunk (4n; 0: "
+                   "all; default: the model's)")  # fmt: skip
+    g.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash"],
+                   help="attention kernel (default: %(default)s: flash-attn when installed)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the networks: a slow "
+                   "first batch, faster ones after (GPU; needs a C++ compiler on the CPU)")  # fmt: skip
+    g.add_argument("--no-memory-check", action="store_true", help="start jobs even when their "
+                   "estimated memory peak exceeds the memory available")  # fmt: skip
+    p.set_defaults(handler=_restore, parser=p)
+
+
+@contextlib.contextmanager
+def _usage(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Turn the project's errors about arguments into argparse usage errors (exit code 2)."""
+    try:
+        yield
+    except SeedVR2Error as error:
+        parser.error(str(error))
 
 
 def _format_choice(value: str | None) -> tuple[str | None, str | None]:
-    """--format -> (video_format, image_format)."""
+    """--format -> (video_format, image_format).
+
+    Raises:
+        InputError: a format that is neither a video container nor an image type.
+    """
+    from seedvr2.errors import InputError
+    from seedvr2.media import IMAGE_EXTENSIONS
+    from seedvr2.pipeline.jobs import VIDEO_OUTPUTS
+
     if value is None:
         return None, None
     suffix = "." + value.lower().lstrip(".")
-    if suffix in (".mp4", ".mkv", ".mov", ".webm", ".gif"):
+    if suffix in VIDEO_OUTPUTS:
         return suffix, None
-    return None, suffix
+    if suffix in IMAGE_EXTENSIONS:
+        return None, suffix
+    known = ", ".join(s.lstrip(".") for s in (*VIDEO_OUTPUTS, *sorted(IMAGE_EXTENSIONS)))
+    raise InputError(f"--format {value} is not one of {known}")
 
 
 def _restore(args: argparse.Namespace) -> int:
     from seedvr2 import pipeline
     from seedvr2.pipeline import planning, report
+    from seedvr2.pipeline.memory import MemorySetup
+    from seedvr2.pipeline.runtime import check_attention, resolve_device, resolve_dtype
+
+    with _usage(args.parser):  # every argument, before any input is read or model loaded
+        settings, selection, options, runtime = _restore_settings(args)
+        option = "--devices" if runtime.devices else "--device"
+        devices = [resolve_device(name, option) for name in runtime.device_names]
+        setup = MemorySetup.of_runtime(runtime, devices[0], resolve_dtype(runtime.dtype, devices[0]))
+        check_attention(runtime.attention, devices[0], setup.dtype)
+    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
+    if args.dry_run:
+        return _dry_run(args, options, jobs, selection, setup, devices[0])
+    facts = _model_facts(args) if runtime.memory_check else None
+    extra = {"command": sys.argv, "selection": selection, "output_settings": settings}
+    refused = planning.refuse_all(jobs, options, selection, facts, setup, devices)
+    if refused is not None:  # no job can start: the model is not loaded
+        if args.report:
+            report.write_report(args.report, report.build_report(None, refused, extra))
+        return _summarise(refused)
+    restorer = pipeline.Restorer.from_pretrained(
+        args.model, cache_dir=args.cache_dir, offline=args.offline,
+        **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
+        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+    )  # fmt: skip
+    results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)
+    if args.report:
+        report.write_report(args.report, report.build_report(restorer, results, extra))
+    return _summarise(results)
+
+
+def _restore_settings(
+    args: argparse.Namespace,
+) -> tuple[OutputSettings, InputSelection, RestoreOptions, RuntimeOptions]:
+    """(OutputSettings, InputSelection, RestoreOptions, RuntimeOptions) of ``restore``'s arguments.
+
+    Raises:
+        SeedVR2Error: an argument, or a combination of them, that cannot be used.
+    """
+    from seedvr2 import pipeline
+    from seedvr2.errors import InputError
+    from seedvr2.media.encode import check_video_settings
 
     video_format, image_format = _format_choice(args.format)
+    codec = "h264" if args.codec == "png" else args.codec
+    check_video_settings(codec, args.pix_fmt, args.crf, args.preset)
     settings = pipeline.OutputSettings(
-        codec="h264" if args.codec == "png" else args.codec, crf=args.crf, preset=args.preset,
+        codec=codec, crf=args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, video_format=video_format, image_format=image_format,
         frames_folder=args.frames_folder or args.codec == "png",
         suffix=args.suffix, fps=args.fps, audio=not args.no_audio, overwrite=args.overwrite,
@@ -135,6 +258,8 @@ def _restore(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         sequence_fps=args.sequence_fps, sequence=args.sequence,
     )  # fmt: skip
+    if selection.duration == 0:
+        raise InputError("--duration 0 keeps no frames; give a positive time")
     options = pipeline.RestoreOptions(
         resolution=args.resolution, scale=args.scale, max_side=args.max_side,
         batch_size=args.batch_size, overlap=args.overlap, scene_cuts=args.scene_cuts,
@@ -145,44 +270,55 @@ def _restore(args: argparse.Namespace) -> int:
             overlap=args.tile_overlap, temporal_chunk=args.temporal_chunk,
         ),
     )  # fmt: skip
-    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
-    if args.dry_run:
-        return _dry_run(args, options, jobs, selection, planning)
-    restorer = pipeline.Restorer.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-        attention=args.attention, cache_dir=args.cache_dir, offline=args.offline,
+    runtime = pipeline.RuntimeOptions(
+        device=args.device, dtype=args.dtype, offload=args.offload, attention=args.attention,
         devices=tuple(args.devices.split(",")) if args.devices else (),
-        swap_blocks=args.swap_blocks, compile=args.compile,
-        **{f.name: getattr(options, f.name) for f in options.__dataclass_fields__.values()},
+        swap_blocks=args.swap_blocks, compile=args.compile, memory_check=not args.no_memory_check,
     )  # fmt: skip
-    results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)
-    if args.report:
-        report.write_report(args.report, report.build_report(restorer, results, {
-            "command": sys.argv, "selection": selection, "output_settings": settings}))
-    return _summarise(results)
+    if args.report is not None:
+        _check_report_path(Path(args.report))
+    return settings, selection, options, runtime
 
 
-def _dry_run(args, options, jobs, selection, planning) -> int:
-    from seedvr2.pipeline.runtime import available_memory_bytes, resolve_device, resolve_dtype
+def _check_report_path(path: Path) -> None:
+    """A report is written at the end of a run: refuse a place it cannot go before the run."""
+    from seedvr2.errors import InputError
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    setup = planning.MemorySetup(dtype, args.offload, args.swap_blocks)
-    available = available_memory_bytes(device)
-    print(f"dry run: {len(jobs)} job(s) on {device} in {str(dtype).removeprefix('torch.')}")
+    folder = path.parent
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputError(f"--report {path}: cannot write a file there; give a file in an existing, "
+                         "writable folder")  # fmt: skip
+
+
+def _model_facts(args: argparse.Namespace) -> ModelFacts | None:
+    """What the memory estimate needs of ``--model`` without loading it; None for a model not
+    downloaded yet (its jobs are checked once it is loaded)."""
+    from seedvr2.pipeline.memory import model_facts
+
     try:
-        facts = planning.model_facts(args.model)
+        return model_facts(args.model, args.cache_dir)
+    except SeedVR2Error:
+        return None
+
+
+def _dry_run(args, options, jobs, selection, setup, device) -> int:
+    from seedvr2.pipeline import memory, planning, runtime
+
+    available = runtime.available_memory_bytes(device)
+    print(f"dry run: {len(jobs)} job(s) on {device} in {str(setup.dtype).removeprefix('torch.')}")
+    try:
+        facts = memory.model_facts(args.model, args.cache_dir)
     except SeedVR2Error as error:
         facts = None
         print(f"no memory estimate: {error}")
     for job in jobs:
         plan = planning.plan_job(options, job, selection)
-        peak, changes = None, None
+        peak, advice = None, None
         if facts is not None:
-            peak = planning.estimate_peak_bytes(plan, options, facts, setup)
+            peak = memory.estimate_peak_bytes(plan, options, facts, setup)
             if available is not None and peak > available:
-                changes = planning.fitting_changes(plan, options, facts, setup, available)
-        print(planning.describe(plan, peak, available, changes))
+                advice = memory.advice(plan, options, facts, setup, available)
+        print(planning.describe(plan, peak, available, advice))
     return 0
 
 

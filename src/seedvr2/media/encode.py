@@ -104,15 +104,15 @@ def check_video_settings(
         raise OutputError(f"unknown codec {codec!r}; choose {', '.join(VIDEO_CODECS)}")
     if pix_fmt is not None and pix_fmt not in _supported(spec.encoder):
         raise OutputError(
-            f"pixel format {pix_fmt} is not supported by {codec}; "
+            f"pixel format (--pix-fmt) {pix_fmt} is not supported by {codec}; "
             f"choose one of {', '.join(_supported(spec.encoder))}"
         )
     if spec.crf is None and crf is not None:
         with_crf = ", ".join(name for name, other in VIDEO_CODECS.items() if other.crf is not None)
-        raise OutputError(f"crf applies to {with_crf}, not {codec}")
+        raise OutputError(f"--crf applies to {with_crf}, not {codec}")
     if not spec.preset and preset is not None:
         with_preset = ", ".join(name for name, other in VIDEO_CODECS.items() if other.preset)
-        raise OutputError(f"preset applies to {with_preset}, not {codec}")
+        raise OutputError(f"--preset applies to {with_preset}, not {codec}")
 
 
 def _ladder(values: tuple, goal: object) -> list:

@@ -20,7 +20,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from seedvr2.errors import InputError, OutOfMemory, OutputError, SeedVR2Error
 from seedvr2.media import (
@@ -353,25 +352,6 @@ def _writer(job: Job, info: MediaInfo, settings: OutputSettings) -> MediaWriter:
     return MediaWriter.for_source(job.output, info, **options)
 
 
-def memory_advice(restorer: Restorer) -> str:
-    """The settings to change after an out-of-memory error, given those in use."""
-    options, runtime = restorer.options, restorer.runtime
-    advice = [] if runtime.offload else ["--offload"]
-    tile = options.tiling.decode_tile
-    if tile is None or tile > 256:
-        smaller = 512 if tile is None else max(256, tile // 2 // 8 * 8)
-        advice.append(f"--encode-tile {smaller} --decode-tile {smaller}")
-    if options.batch_size > 1:
-        advice.append(f"--batch-size {(options.batch_size - 1) // 2 // 4 * 4 + 1}")
-    if restorer.device.type == "cuda":
-        depth = len(restorer.model.dit.blocks)
-        if runtime.swap_blocks < depth:
-            advice.append(f"--swap-blocks {min(depth, runtime.swap_blocks + max(1, depth // 2))}")
-    if restorer.dtype == torch.float32 and restorer.device.type != "cpu":
-        advice.append("--dtype bf16")
-    return ", ".join(advice) if advice else "a lower --resolution"
-
-
 def restore_file(
     restorer: Restorer,
     job: Job,
@@ -387,6 +367,7 @@ def restore_file(
 
     Raises:
         SeedVR2Error: unreadable input or unwritable output; nothing is left half-written.
+        OutOfMemory: the job cannot fit (refused before any work) or memory ran out.
     """
     selection = selection or InputSelection()
     settings = settings or OutputSettings()
@@ -412,6 +393,7 @@ def _restore_claimed(
     phases = restorer.phase_totals()
     source = open_input(job, selection)
     count = frame_count(source)
+    restorer.check_memory((source.info.height, source.info.width), count, str(job.source))
     cuts = detect_scene_cuts(f.image for f in source.frames()) if restorer.options.scene_cuts else []
     plan = restorer.plan_size((source.info.height, source.info.width))
     work = None
@@ -443,12 +425,9 @@ def _restore_claimed(
             for part in restorer.stream_batches(frames(), count, cuts, cursor):
                 render.add(part.frames, [stamps.popleft() for _ in part.frames], part.cursor, work)
             closing = time.perf_counter()
-    except torch.OutOfMemoryError:
+    except OutOfMemory as error:  # the restorer's, any kind of device
         kept = " (finished segments are kept: the same command resumes)" if work else ""
-        raise OutOfMemory(
-            f"{job.source}: out of {restorer.device.type} memory at {count} frames of "
-            f"{source.info.width}x{source.info.height}; try {memory_advice(restorer)}{kept}"
-        ) from None
+        raise OutOfMemory(f"{job.source}: {error}{kept}") from None
     render.write_seconds += time.perf_counter() - closing  # the final encode and rename
     if work is not None:
         work.remove()

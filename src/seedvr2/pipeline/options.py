@@ -85,6 +85,7 @@ class RuntimeOptions:
     devices: tuple[str, ...] = ()  # several devices restoring batches in parallel (overrides device)
     swap_blocks: int = 0  # DiT blocks kept on the CPU and streamed to the device when used
     compile: bool = False  # torch.compile the DiT blocks and the VAE (slow first batch)
+    memory_check: bool = True  # refuse a job whose estimated peak exceeds the memory available
 
     def __post_init__(self) -> None:
         if self.swap_blocks < 0:

@@ -50,8 +50,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_report(restorer: Restorer, results: list[JobResult], extra: dict[str, Any]) -> dict:
-    """Everything needed to reproduce and audit a run."""
+def build_report(restorer: Restorer | None, results: list[JobResult], extra: dict[str, Any]) -> dict:
+    """Everything needed to reproduce and audit a run; ``restorer`` is None when no model was
+    loaded (every job refused before), and the model's fields are then absent."""
+    model = {} if restorer is None else {
+        "devices": [str(d) for d in restorer.devices],
+        "peak_memory": peak_memory(restorer.devices),
+        "dtype": str(restorer.dtype).removeprefix("torch."),
+        "model": _plain(restorer.model.files),
+        "options": _plain(restorer.options),
+        "runtime": _plain(restorer.runtime),
+    }  # fmt: skip
     return {
         "versions": {
             "seedvr2": __version__,
@@ -61,12 +70,7 @@ def build_report(restorer: Restorer, results: list[JobResult], extra: dict[str, 
             "av": av.__version__,
             "cuda": torch.version.cuda,
         },
-        "devices": [str(d) for d in restorer.devices],
-        "peak_memory": peak_memory(restorer.devices),
-        "dtype": str(restorer.dtype).removeprefix("torch."),
-        "model": _plain(restorer.model.files),
-        "options": _plain(restorer.options),
-        "runtime": _plain(restorer.runtime),
+        **model,
         **_plain(extra),
         "files": [
             {

@@ -35,9 +35,17 @@ from .block_swap import attach_block_swap
 from .color import color_correct
 from .compiling import compile_networks
 from .denoise import denoise_clips
+from .memory import (
+    MemorySetup,
+    ModelFacts,
+    Workload,
+    after_out_of_memory,
+    check_fits,
+    out_of_memory_as_error,
+)
 from .models import default_model
 from .options import RestoreOptions, RuntimeOptions
-from .runtime import check_finite, resolve_device, resolve_dtype
+from .runtime import check_attention, check_finite, resolve_device, resolve_dtype
 from .sizing import SizePlan, crop_output, plan_size, resize_and_pad
 
 
@@ -155,6 +163,7 @@ class Restorer:
         devices: tuple[str, ...] = (),
         swap_blocks: int = 0,
         compile: bool = False,
+        memory_check: bool = True,
         cache_dir: str | Path | None = None,
         offline: bool = False,
         endpoint: str | None = None,
@@ -163,11 +172,15 @@ class Restorer:
         """Load a model: a preset (``3b``, ``7b``, ``7b-sharp``), a folder or a repo id.
 
         ``None`` loads the bundled small model. ``options`` are :class:`RestoreOptions` fields;
-        ``devices`` (e.g. ``("cuda:0", "cuda:1")``) restore batches in parallel.
+        ``devices`` (e.g. ``("cuda:0", "cuda:1")``) restore batches in parallel;
+        ``memory_check=False`` lets jobs start whose estimated peak exceeds the free memory.
+
+        Raises:
+            OutOfMemory: the device cannot hold the model, with the settings that lower its share.
         """
         runtime = RuntimeOptions(
             device=device, dtype=dtype, offload=offload, attention=attention, devices=tuple(devices),
-            swap_blocks=swap_blocks, compile=compile,
+            swap_blocks=swap_blocks, compile=compile, memory_check=memory_check,
         )
         files = locate_model(
             str(model if model is not None else default_model()),
@@ -177,9 +190,19 @@ class Restorer:
         )
         target = resolve_device(runtime.device_names[0])
         precision = resolve_dtype(dtype, target)
+        check_attention(attention, target, precision)
         home = "cpu" if offload else target
-        loaded = _load(files, precision, home, "cpu" if swap_blocks else home)  # swap: CPU first
-        return cls(loaded, RestoreOptions(**options), runtime)
+        restore_options = RestoreOptions(**options)
+        setup = MemorySetup.of_runtime(runtime, target, precision)
+
+        def message() -> str:
+            depth = ModelFacts.of_files(files).dit_depth
+            advice = after_out_of_memory(restore_options, setup, depth)
+            return f"out of {target.type} memory loading model {files.origin}; try {advice}"
+
+        with out_of_memory_as_error(message):
+            loaded = _load(files, precision, home, "cpu" if swap_blocks else home)  # swap: CPU first
+            return cls(loaded, restore_options, runtime)
 
     def with_options(self, **changes: Any) -> Restorer:
         """The same loaded model (and replicas) with some :class:`RestoreOptions` changed."""
@@ -198,6 +221,29 @@ class Restorer:
     def devices(self) -> list[torch.device]:
         """Every device this restorer runs on, the main one first."""
         return [self.device, *(r.device for r in self.replicas)]
+
+    # -- memory -----------------------------------------------------------------------------
+
+    @property
+    def memory_setup(self) -> MemorySetup:
+        """The settings in use that change the memory peak."""
+        return MemorySetup.of_runtime(self.runtime, self.device, self.dtype)
+
+    def check_memory(self, source: tuple[int, int], frames: int, what: str = "the input") -> None:
+        """Refuse a clip of ``frames`` frames of ``source`` (h, w) that the devices cannot hold,
+        unless ``runtime.memory_check`` is off.
+
+        Raises:
+            OutOfMemory: with the settings or the largest size that would fit.
+        """
+        if self.runtime.memory_check:
+            facts = ModelFacts.of_networks(self.model.dit, self.model.vae)
+            work = Workload(self.plan_size(source), frames)
+            check_fits(what, work, self.options, facts, self.memory_setup, self.devices)
+
+    def memory_advice(self) -> str:
+        """The settings to change after running out of memory, given those in use."""
+        return after_out_of_memory(self.options, self.memory_setup, len(self.model.dit.blocks))
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -370,20 +416,29 @@ class Restorer:
         lead = [head[i] for i in range(prepend, 0, -1)]  # frames prepend..1, reversed
         feed = itertools.chain(lead, head, source)
         layout = self.batch_outputs(num_frames, cuts)
+        self.check_memory(plan.source, num_frames)
         cursor = resume or StreamCursor(0, None)
         clips = _batch_clips(feed, [o.batch for o in layout], cursor.next_batch, plan.source)
         outputs = self._restore_in_order(clips, plan)
         pending = cursor.pending
-        for number, (batch, out) in enumerate(outputs, start=cursor.next_batch):
-            if batch.blend:
-                weight = crossfade_weights(batch.blend).view(-1, 1, 1, 1)
-                out[: batch.blend] = pending * (1 - weight) + out[: batch.blend] * weight
-            done = out[layout[number].first : layout[number].stop]  # prepended frames dropped
-            pending = out[layout[number].stop :]
-            yield RestoredBatch(
-                [rearrange(image, "c h w -> h w c").numpy() for image in done],
-                StreamCursor(number + 1, pending),
-            )
+
+        def message() -> str:
+            (h, w), (out_h, out_w) = plan.source, plan.output
+            longest = max(o.batch.length for o in layout)
+            return (f"out of {self.device.type} memory restoring {w}x{h} frames to {out_w}x{out_h} "
+                    f"in batches of up to {longest}; try {self.memory_advice()}")  # fmt: skip
+
+        with out_of_memory_as_error(message):
+            for number, (batch, out) in enumerate(outputs, start=cursor.next_batch):
+                if batch.blend:
+                    weight = crossfade_weights(batch.blend).view(-1, 1, 1, 1)
+                    out[: batch.blend] = pending * (1 - weight) + out[: batch.blend] * weight
+                done = out[layout[number].first : layout[number].stop]  # prepended frames dropped
+                pending = out[layout[number].stop :]
+                yield RestoredBatch(
+                    [rearrange(image, "c h w -> h w c").numpy() for image in done],
+                    StreamCursor(number + 1, pending),
+                )
 
     def _restore_in_order(
         self, clips: Iterator[tuple[TemporalBatch, torch.Tensor]], plan: SizePlan
@@ -452,9 +507,27 @@ class Restorer:
 
         Returns:
             float32 frames in [0, 1], (f, H, W, c), or (H, W, c) for one image or an image file.
+
+        Raises:
+            OutOfMemory: the clip cannot fit (refused before restoring) or memory ran out.
         """
+        with out_of_memory_as_error(lambda: (
+            f"out of {self.device.type} memory holding a whole clip; restore long clips into a "
+            "file with seedvr2.pipeline.restore_file or frame by frame with Restorer.stream"
+        )):
+            array, single = self._frames_array(frames)
+            out = np.stack(list(self.stream(list(array))))
+        return out[0] if single else out
+
+    def _frames_array(
+        self, frames: np.ndarray | torch.Tensor | str | Path
+    ) -> tuple[np.ndarray, bool]:  # -> (f, h, w, c) float32, whether one image was given
+        """The frames :meth:`restore` takes, as float32 in [0, 1]; a file is checked to fit first."""
         if isinstance(frames, (str, Path)):
             source = open_media(frames)
+            if source.info.frame_count is not None:  # else checked by the stream, once read
+                self.check_memory((source.info.height, source.info.width), source.info.frame_count,
+                                  str(frames))  # fmt: skip
             array = np.stack([frame.image for frame in source.frames()])
             single = source.info.kind == "image"
         else:
@@ -469,9 +542,7 @@ class Restorer:
             array = array / np.float32(np.iinfo(array.dtype).max)
         elif not np.issubdtype(array.dtype, np.floating):
             raise InputError(f"restore() takes float or integer frames, got {array.dtype}")
-        out = np.stack(list(self.stream(list(array.astype(np.float32, copy=False)))))
-        return out[0] if single else out
-
+        return array.astype(np.float32, copy=False), single
 
 def _batch_clips(
     frames: Iterator[np.ndarray], batches: list[TemporalBatch], first: int, size: tuple[int, int]

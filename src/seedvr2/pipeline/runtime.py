@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import resource
 import sys
 
@@ -12,8 +13,11 @@ from seedvr2.errors import ConfigError, InputError
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device must be usable."""
+def resolve_device(name: str = "auto", option: str = "--device") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device must be usable.
+
+    ``option`` names the flag in errors.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -23,16 +27,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+        raise InputError(f"{option} {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError("--device cuda: this PyTorch has no usable CUDA GPU; use --device cpu")
+            raise InputError(f"{option} cuda: this PyTorch has no usable CUDA GPU; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise InputError(f"{option} {name}: only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps: Apple MPS is not available here; use --device cpu")
+        raise InputError(f"{option} mps: Apple MPS is not available here; use --device cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"--device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+        raise InputError(f"{option} {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 
@@ -49,14 +53,28 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def check_attention(backend: str, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse ``--attention flash`` where flash-attn cannot run (it needs CUDA, fp16/bf16 and
+    the package), before a model is loaded."""
+    if backend != "flash":
+        return
+    if device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16):
+        raise InputError(f"--attention flash needs a CUDA device in fp16 or bf16, not {device} in "
+                         f"{str(dtype).removeprefix('torch.')}; use --attention auto")  # fmt: skip
+    if importlib.util.find_spec("flash_attn") is None:
+        raise InputError("--attention flash needs the flash-attn package (pip install flash-attn); "
+                         "use --attention auto")  # fmt: skip
+
+
 def available_memory_bytes(device: torch.device) -> int | None:
-    """Memory a run may use on ``device``: free CUDA memory, MPS's recommended maximum, or the
-    CPU's available RAM (Linux ``/proc/meminfo``); None when it cannot be told."""
+    """Memory a run may use on ``device``: free CUDA memory, MPS's recommended maximum less what
+    Metal holds already, or the CPU's available RAM (Linux ``/proc/meminfo``); None when it
+    cannot be told."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free
     if device.type == "mps":
-        return torch.mps.recommended_max_memory()
+        return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     try:
         with open("/proc/meminfo") as meminfo:
             fields = dict(line.split(":", 1) for line in meminfo)

@@ -32,9 +32,9 @@ from seedvr2.pipeline.block_swap import BlockSwap, attach_block_swap
 from seedvr2.pipeline.options import RuntimeOptions
 from seedvr2.weights import load_state_dict_file
 from seedvr2.weights.convert import convert_weights
+from seedvr2.weights.digests import sha256_of
 from seedvr2.weights.gguf_files import CONFIG_KEY, ORIG_SHAPE_KEY, save_gguf
 from seedvr2.weights.networks import load_dit
-from seedvr2.weights.sources import sha256_of
 
 GGUF_TOL = {"Q8_0": 2e-2, "Q4_K": 0.25}
 FP8_TOL = {"fp8_e4m3": 1e-2, "fp8_e5m2": 2e-2}

@@ -1,4 +1,4 @@
-"""Command line: ``seedvr2 restore | info | train | export | convert``. Parses arguments, calls the API.
+"""Command line: ``seedvr2 restore | info | download | train | export | convert | eval``. Parses arguments, calls the API.
 
 Errors a user can fix print as one line (``seedvr2: error: ...``) with exit code 1; argument
 errors exit with 2; anything else is a bug and keeps its traceback.
@@ -78,8 +78,8 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="output file (one input) or folder; default: next to "
                    "each input with --suffix")  # fmt: skip
     g = p.add_argument_group("model")
-    g.add_argument("-m", "--model", help="preset (3b, 7b, 7b-sharp), folder or Hugging Face repo "
-                   "id; default: the bundled small model")  # fmt: skip
+    g.add_argument("-m", "--model", help="preset (3b, 7b, 7b-sharp), model folder, or Hugging Face "
+                   "repo owner/name or hf://owner/name; default: the bundled small model")  # fmt: skip
     g.add_argument("--offline", action="store_true", help="never download; use the cache only")
     g.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
     g = p.add_argument_group("size")
@@ -390,6 +390,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="fetch a preset or Hugging Face repo into the cache and "
+                       "verify it (for machines without a network: copy the cache over)")  # fmt: skip
+    p.add_argument("model", metavar="PRESET|REPO", help="3b, 7b, 7b-sharp, owner/name or "
+                   "hf://owner/name")  # fmt: skip
+    p.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
+    p.set_defaults(handler=_download)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from seedvr2.weights.sources import download_model
+
+    files = download_model(args.model, None if args.cache_dir is None else Path(args.cache_dir))
+    print(f"model {files.origin}: downloaded and verified")
+    for name in ("dit", "vae", "pos_emb", "neg_emb"):
+        print(f"  {name:7} {getattr(files, name) or '(none)'}")
+    return 0
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a stage from a YAML config (torchrun for many GPUs)")
     p.add_argument("config", help="configs/train/*.yaml")
@@ -478,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _restore_parser(sub)
     _info_parser(sub)
+    _download_parser(sub)
     _train_parser(sub)
     _convert_parser(sub)
     _eval_parser(sub)

@@ -23,10 +23,10 @@ from safetensors.torch import save_file
 
 from seedvr2.errors import CheckpointError, OutputError
 
+from .digests import sha256_of
 from .formats import FP8_DTYPES, load_state_dict_file, scale_key
 from .loading import BUFFER_SUFFIXES
 from .networks import file_config
-from .sources import sha256_of
 
 TARGETS = {
     "fp16": torch.float16,

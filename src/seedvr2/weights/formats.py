@@ -29,6 +29,12 @@ from .gguf_files import GGUFFile
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
 SUFFIXES = (".safetensors", ".gguf", *PICKLE_SUFFIXES)
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+SAFETENSORS_DTYPES = {  # the header's dtype codes
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+}  # fmt: skip
 # Keys under which training checkpoints nest the state dict; unwrapped only when exactly one is set.
 CONTAINER_KEYS = ("state_dict", "model", "ema", "module")
 
@@ -126,6 +132,50 @@ def _convert(
     return out
 
 
+def _meta(shape: Iterable[int], dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=dtype, device="meta")
+
+
+def _safetensors_dtype(name: str, code: str, path: Path) -> torch.dtype:
+    if code not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{path}: tensor {name} has dtype {code}, which is not supported")
+    return SAFETENSORS_DTYPES[code]
+
+
+def _read(path: str | Path, dtype: torch.dtype | None, device: Device, header: bool) -> dict:
+    """The tensors of a weights file, or with ``header`` meta tensors read from its header."""
+    path = checked_path(path)
+    if path.suffix == ".gguf":
+        gguf = GGUFFile(path)
+        get = (lambda n: _meta(gguf.shape(n), gguf.dtype(n))) if header else gguf.get_tensor
+        return _convert(gguf.keys(), get, dtype, device, path)
+    if path.suffix in PICKLE_SUFFIXES:  # no header: memory-mapped (zip format) instead
+        state = _unwrap_state_dict(load_pickle(path), path)
+        get = (lambda n: state[n].to("meta")) if header else state.__getitem__
+        return _convert(state, get, dtype, device, path)
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+
+            def described(name: str) -> torch.Tensor:
+                view = f.get_slice(name)
+                return _meta(view.get_shape(), _safetensors_dtype(name, view.get_dtype(), path))
+
+            return _convert(f.keys(), described if header else f.get_tensor, dtype, device, path)
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated?): {err}"
+        ) from err
+
+
+def tensor_header(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a weights file as a ``meta`` tensor: names, shapes and loaded dtypes.
+
+    No tensor data is read from safetensors and GGUF files (only their headers), so a file can be
+    checked against a network before it is loaded. fp8 scales are consumed as on loading.
+    """
+    return _read(path, None, "meta", header=True)
+
+
 def load_state_dict_file(
     path: str | Path,
     dtype: torch.dtype | None = None,
@@ -144,17 +194,4 @@ def load_state_dict_file(
         CheckpointError: missing file, unsupported suffix, corrupt or truncated file, a pickle
             holding non-tensor objects, no recognisable state dict, or GGUF without ``gguf``.
     """
-    path = checked_path(path)
-    if path.suffix == ".gguf":
-        gguf = GGUFFile(path)
-        return _convert(gguf.keys(), gguf.get_tensor, dtype, device, path)
-    if path.suffix in PICKLE_SUFFIXES:
-        state = _unwrap_state_dict(load_pickle(path), path)
-        return _convert(state, state.__getitem__, dtype, device, path)
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            return _convert(f.keys(), f.get_tensor, dtype, device, path)
-    except SafetensorError as err:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file (truncated?): {err}"
-        ) from err
+    return _read(path, dtype, device, header=False)

@@ -1,6 +1,7 @@
 """GGUF weights (llama.cpp's format, used by the community SeedVR2 quantisations).
 
-Reading and writing go through the optional ``gguf`` package (``pip install "seedvr2[gguf]"``).
+The header is parsed here (:mod:`.gguf_header`, every count bounded by the file size); the
+optional ``gguf`` package (``pip install "seedvr2[gguf]"``) dequantises and writes.
 Tensor names are those of the released checkpoints. GGUF lists a tensor's dimensions innermost
 first (``ne0`` = columns), so a torch ``(out, in)`` weight is stored as ``[in, out]``; shapes are
 reversed on read. GGUF holds at most 4 dimensions: a larger tensor (a Conv3d kernel) is stored
@@ -11,6 +12,7 @@ Quantised tensors (Q8_0, Q4_K, ...) are dequantised to float32; F16, BF16 and F3
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 from pathlib import Path
 from types import ModuleType
 
@@ -19,10 +21,15 @@ import torch
 
 from seedvr2.errors import CheckpointError
 
+from .gguf_header import MAX_DIMS, MalformedGGUF, read_header
+
 ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."
 ARCHITECTURE = "seedvr2"
 CONFIG_KEY = "seedvr2.config"  # the network's JSON config, as safetensors metadata "config"
-_MAX_DIMS = 4
+_PLAIN_TYPES = {  # GGML types read as they are (not dequantised) -> torch dtype
+    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+    "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+}  # fmt: skip
 
 
 def _gguf() -> ModuleType:
@@ -36,55 +43,72 @@ def _gguf() -> ModuleType:
 
 
 class GGUFFile:
-    """The tensors and string metadata of a GGUF file (memory-mapped, read on demand)."""
+    """The tensors and string metadata of a GGUF file (memory-mapped, read on demand).
+
+    The header is parsed by :func:`.gguf_header.read_header`, which bounds every count by the
+    file size; any malformation is a :class:`CheckpointError` naming the file.
+    """
 
     def __init__(self, path: Path) -> None:
         gguf = _gguf()
-        self.path = path
+        self.path = Path(path)
         try:
-            self._reader = gguf.GGUFReader(path, "r")
-        except (ValueError, OSError, IndexError) as error:  # bad magic, truncated data
+            size = self.path.stat().st_size
+            self._data = np.memmap(self.path, np.uint8, "r") if size else np.empty(0, np.uint8)
+            sizes = {int(kind): size for kind, size in gguf.GGML_QUANT_SIZES.items()}
+            self._header = read_header(memoryview(self._data), sizes)
+        except (MalformedGGUF, OSError) as error:
             raise CheckpointError(f"{path} is not a readable GGUF file: {error}") from None
-        self._tensors = {t.name: t for t in self._reader.tensors}
         self._types = gguf.GGMLQuantizationType
         self._dequantize = gguf.quants.dequantize
 
     def keys(self) -> list[str]:
-        return list(self._tensors)
+        return list(self._header.tensors)
 
     def metadata(self) -> dict[str, str]:
         """String-valued fields (``general.architecture``, ``seedvr2.config``, ...)."""
-        strings = {}
-        for name, field in self._reader.fields.items():
-            value = field.contents()
-            if isinstance(value, str):
-                strings[name] = value
-        return strings
+        return {k: v for k, v in self._header.fields.items() if isinstance(v, str)}
 
-    def _shape(self, name: str) -> tuple[int, ...]:
-        stored = self._reader.fields.get(ORIG_SHAPE_KEY + name)
-        if stored is not None:
-            return tuple(int(n) for n in stored.contents())
-        return tuple(int(n) for n in reversed(self._tensors[name].shape))
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Torch shape of tensor ``name`` (from the header; no data is read)."""
+        info = self._header.tensors[name]
+        stored = self._header.fields.get(ORIG_SHAPE_KEY + name)
+        if stored is None:
+            return tuple(reversed(info.dims))
+        if not (
+            isinstance(stored, list)
+            and all(isinstance(n, int) and n >= 0 for n in stored)
+            and prod(stored) == prod(info.dims)
+        ):
+            raise CheckpointError(
+                f"{self.path}: {ORIG_SHAPE_KEY}{name} = {str(stored)[:80]} is not a shape of "
+                f"the tensor's {prod(info.dims):,} values"
+            )
+        return tuple(stored)
+
+    def dtype(self, name: str) -> torch.dtype:
+        """The dtype :meth:`get_tensor` returns for ``name`` (quantised types: float32)."""
+        kind = self._types(self._header.tensors[name].type_id)
+        return _PLAIN_TYPES.get(kind.name, torch.float32)
 
     def get_tensor(self, name: str) -> torch.Tensor:
         """Tensor ``name`` in torch layout; quantised types dequantised to float32."""
-        tensor = self._tensors[name]
-        kind, data = tensor.tensor_type, np.array(tensor.data)  # a copy off the memory map
-        if kind == self._types.BF16:
-            out = torch.from_numpy(data.view(np.int16)).view(torch.bfloat16)
-        elif kind in (self._types.F32, self._types.F16, self._types.F64, self._types.I8,
-                      self._types.I16, self._types.I32, self._types.I64):  # fmt: skip
-            out = torch.from_numpy(data)
+        info = self._header.tensors[name]
+        kind = self._types(info.type_id)
+        raw = np.array(self._data[info.start : info.start + info.nbytes])  # a copy off the map
+        if kind.name in _PLAIN_TYPES:
+            out = torch.from_numpy(raw).view(_PLAIN_TYPES[kind.name])  # (nbytes,) -> (values,)
         else:
+            block, type_bytes = _gguf().GGML_QUANT_SIZES[kind]
+            rows = raw.reshape(-1, info.dims[0] // block * type_bytes)  # (rows, row bytes)
             try:
-                out = torch.from_numpy(self._dequantize(data, kind))
+                out = torch.from_numpy(self._dequantize(rows, kind))
             except NotImplementedError:
                 raise CheckpointError(
                     f"{self.path}: tensor {name} has GGUF type {kind.name}, which the gguf package "
                     "cannot dequantise; re-quantise it as Q8_0, Q4_K, F16 or BF16"
                 ) from None
-        return out.reshape(self._shape(name))
+        return out.reshape(self.shape(name))
 
 
 def quantize_q4_k(array: np.ndarray) -> np.ndarray:  # (..., n·256) float32 -> (..., n·144) uint8
@@ -139,7 +163,7 @@ def save_gguf(
     for name, tensor in state.items():
         array = tensor.detach().cpu()
         array = (array.float() if array.is_floating_point() else array).numpy()
-        if array.ndim > _MAX_DIMS:
+        if array.ndim > MAX_DIMS:
             writer.add_array(ORIG_SHAPE_KEY + name, list(array.shape))
             array = array.reshape(array.shape[0], -1)
         if array.dtype == np.float32 and array.ndim >= 2 and array.shape[-1] % block == 0:

@@ -170,6 +170,29 @@ def _mismatch_error(
     return CheckpointError("\n".join(lines))
 
 
+def check_fits(
+    expected: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    strict: bool = True,
+) -> None:
+    """Raise if ``state_dict``'s keys and shapes do not fit a model's ``expected`` state dict.
+
+    Only names and shapes are compared, so ``meta`` tensors (:func:`.formats.tensor_header`)
+    check a file before its data is read.
+
+    Raises:
+        CheckpointError: keys or shapes differ (missing keys only when ``strict``), with lists
+            and the likely cause.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mis_shaped = [
+        k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    if mis_shaped or (strict and (missing or unexpected)):
+        raise _mismatch_error(expected, state_dict, missing, unexpected, mis_shaped)
+
+
 def load_into(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -187,12 +210,5 @@ def load_into(
     Raises:
         CheckpointError: keys or shapes differ, with lists and the likely cause.
     """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mis_shaped = [
-        k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape
-    ]
-    if mis_shaped or (strict and (missing or unexpected)):
-        raise _mismatch_error(expected, state_dict, missing, unexpected, mis_shaped)
+    check_fits(model.state_dict(), state_dict, strict)
     return model.load_state_dict(state_dict, strict=strict, assign=True)

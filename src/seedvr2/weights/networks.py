@@ -2,29 +2,35 @@
 
 Our files (``seedvr2 train`` exports, the bundled model) carry their config as JSON under the
 safetensors metadata key ``config``. Released files carry none; their structure is recognised from
-key names and shapes (the 3B and 7B DiTs, the released VAE). Networks are built on the ``meta``
-device and the file's tensors are assigned, so a 7B model is never allocated twice.
+key names and shapes (the 3B and 7B DiTs, the released VAE). Before anything is built or read,
+the config is checked against the tensor names and shapes of the file's header (depth, width,
+blocks), then the network built on the ``meta`` device is checked against them key by key; only
+then is the data loaded and assigned, so a 7B model is never allocated twice and a small file
+claiming a huge config is refused at once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
+from torch import nn
 
-from seedvr2.errors import CheckpointError
+from seedvr2.errors import CheckpointError, ConfigError
 from seedvr2.models import build_dit, build_vae
-from seedvr2.models.dit import SeedVR2DiT
-from seedvr2.models.vae import VideoAutoencoder
+from seedvr2.models.dit import DiTConfig, SeedVR2DiT, resolve_dit_config
+from seedvr2.models.vae import VAEConfig, VideoAutoencoder, resolve_vae_config
 
-from .formats import Device, checked_path, load_state_dict_file
+from .formats import Device, checked_path, load_state_dict_file, tensor_header
 from .gguf_files import CONFIG_KEY, GGUFFile
-from .loading import CheckpointSummary, load_into, state_dict_summary
+from .loading import CheckpointSummary, check_fits, load_into, state_dict_summary
 
 _RELEASED_DITS = {("3B", 2560, 32): "3b", ("7B", 3072, 36): "7b"}
+_FIRST_BLOCK_RESNET = re.compile(r"encoder\.down_blocks\.0\.resnets\.(\d+)\.")
 
 
 def file_config(path: str | Path) -> dict[str, Any] | None:
@@ -69,19 +75,62 @@ def _vae_config(path: Path, summary: CheckpointSummary) -> str | dict[str, Any]:
     return file_config(path) or "released"
 
 
+def _dit_differences(config: DiTConfig, summary: CheckpointSummary, _) -> list[tuple]:
+    mlp = {"3B": "swiglu", "7B": "gelu"}.get(summary.structure)  # SwiGLU or GELU MLP keys
+    return [
+        ("num_layers", config.num_layers, "blocks", summary.depth),
+        ("dim", config.dim, "width", summary.width),
+        ("mm_layers", config.mm_layers, "two-stream blocks", summary.two_stream_depth),
+        ("mlp_type", config.mlp_type, "MLP", mlp),
+    ]
+
+
+def _vae_differences(config: VAEConfig, summary: CheckpointSummary, keys) -> list[tuple]:
+    resnets = {m.group(1) for k in keys if (m := _FIRST_BLOCK_RESNET.match(k))}
+    return [
+        ("len(block_channels)", len(config.block_channels), "down blocks", summary.depth),
+        ("block_channels[0]", config.block_channels[0], "base channels", summary.width),
+        ("layers_per_block", config.layers_per_block, "resnets per block", len(resnets)),
+    ]
+
+
+_KINDS = {  # kind -> (config from file and summary, resolve, differences, build)
+    "dit": (_dit_config, resolve_dit_config, _dit_differences, build_dit),
+    "vae": (_vae_config, resolve_vae_config, _vae_differences, build_vae),
+}
+
+
+def _load(kind: str, path: str | Path, dtype: torch.dtype, device: Device) -> nn.Module:
+    """Check ``path``'s config and tensor names/shapes (header only), then build and load."""
+    find_config, resolve, differences, build = _KINDS[kind]
+    path = Path(path)
+    header = tensor_header(path)  # meta tensors: no data read yet
+    summary = state_dict_summary(header)
+    try:
+        config = resolve(find_config(path, summary))
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its stored {kind.upper()} config is invalid: {error}") from None
+    wrong = [
+        f"{name} {claimed} in the config, {found} {what} in the tensors"
+        for name, claimed, what, found in differences(config, summary, header)
+        if claimed != found
+    ]
+    if wrong:  # refused before building: a config claiming 20,000 layers builds for minutes
+        raise CheckpointError(
+            f"{path}: its stored config does not match its tensors ({'; '.join(wrong)}); "
+            "the file is inconsistent: re-export or re-download it"
+        )
+    model = build(config, device="meta")
+    check_fits(model.state_dict(), header)
+    load_into(model, load_state_dict_file(path, dtype=dtype, device=device))
+    return model.eval().requires_grad_(False)
+
+
 def load_dit(path: str | Path, dtype: torch.dtype, device: Device = "cpu") -> SeedVR2DiT:
     """The DiT of ``path`` with its weights in ``dtype`` on ``device``, in eval mode."""
-    state = load_state_dict_file(path, dtype=dtype, device=device)
-    config = _dit_config(Path(path), state_dict_summary(state))
-    model = build_dit(config, device="meta")
-    load_into(model, state)
-    return model.eval().requires_grad_(False)
+    return _load("dit", path, dtype, device)
 
 
 def load_vae(path: str | Path, dtype: torch.dtype, device: Device = "cpu") -> VideoAutoencoder:
     """The VAE of ``path`` with its weights in ``dtype`` on ``device``, in eval mode."""
-    state = load_state_dict_file(path, dtype=dtype, device=device)
-    config = _vae_config(Path(path), state_dict_summary(state))
-    model = build_vae(config, device="meta")
-    load_into(model, state)
-    return model.eval().requires_grad_(False)
+    return _load("vae", path, dtype, device)

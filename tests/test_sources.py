@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import seedvr2.digests
+from media_fixtures import pattern, write_image
 from seedvr2.errors import CheckpointError, InputError
 from seedvr2.weights import digests, sources
 from seedvr2.weights.convert import convert_weights
@@ -196,8 +198,8 @@ def test_an_existing_folder_is_local_even_if_it_looks_like_a_repo_id(
 @pytest.fixture(autouse=True)
 def stamps(tmp_path: Path, monkeypatch) -> Path:
     """Remembered digests go to a per-test folder."""
-    monkeypatch.setenv("SEEDVR2_CACHE", str(tmp_path / "seedvr2-cache"))
-    return tmp_path / "seedvr2-cache" / "verified"
+    monkeypatch.setenv("SEEDVR2_CACHE_DIR", str(tmp_path / "seedvr2-cache"))
+    return tmp_path / "seedvr2-cache" / "digests"
 
 
 def _sha(data: bytes) -> str:
@@ -232,12 +234,12 @@ def test_digests_are_remembered_until_the_file_changes(
 ) -> None:
     path = tmp_path / "w.bin"
     path.write_bytes(b"weights")
-    assert digests.remembered_sha256(path) == _sha(b"weights")
+    assert digests.file_sha256(path) == _sha(b"weights")
     assert len(list(stamps.iterdir())) == 1
-    monkeypatch.setattr(digests, "sha256_of", pytest.fail)  # a second hash would fail the test
-    assert digests.remembered_sha256(path) == _sha(b"weights")
+    monkeypatch.setattr(seedvr2.digests, "sha256_of", pytest.fail)  # a second hash would fail
+    assert digests.file_sha256(path) == _sha(b"weights")
     path.write_bytes(b"tampered")  # new size and mtime: hashed again
-    monkeypatch.setattr(digests, "sha256_of", lambda p: _sha(p.read_bytes()))
+    monkeypatch.setattr(seedvr2.digests, "sha256_of", lambda p: _sha(p.read_bytes()))
     with pytest.raises(CheckpointError, match=f"{path} is corrupt .* manifest says"):
         digests.check_sha256(path, _sha(b"weights"), "the manifest", "re-create it")
 
@@ -308,8 +310,7 @@ def _cli(*args: str, endpoint: str, home: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_without_network_prints_one_line_within_5_s(tmp_path: Path) -> None:
-    image = tmp_path / "in.png"
-    image.write_bytes(b"not decoded before the model is located")
+    image = write_image(tmp_path / "in.png", pattern(1, 16, 16)[0], "rgb24")
     began = time.perf_counter()
     done = _cli("restore", str(image), "-o", str(tmp_path / "out.png"), "--model", "3b",
                 endpoint=_closed_port(), home=tmp_path / "hf")  # fmt: skip

@@ -236,3 +236,75 @@ def test_discriminator_step_loss_is_rpgan_plus_weighted_r1_on_reals_and_r2_on_fa
     _assert_close_gradients(_gradients(total, discriminator), _gradients(expected, discriminator))
     # the generator's output is a constant of the D step: no gradient reaches it
     assert all(g is None for g in _gradients(total, stage.generator.module))
+
+
+# --- distillation: hand-over between rounds, guidance in round 1 -------------------------------
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_each_round_starts_with_the_ema_student_as_teacher() -> None:
+    cfg = _config("distill", distill={"teacher_steps": 8, "round_steps": 2},
+                  optim={"lr": 1e-2}, run={"ema_decay": 0.5})
+    stage = DistillStage(cfg, CPU)
+    stage.latents = lambda batch: batch  # the test feeds latent batches directly
+    initial = _state(stage.teacher)
+    assert _same(initial, _state(stage.dit.module))
+    student_steps = []
+    for step in range(6):
+        ema_before = _state(stage.dit.averaged)
+        metrics = stage.train_step(step, [_batch(stage)])
+        student_steps.append(metrics["student_steps"])
+        teacher = _state(stage.teacher)
+        if step < 2:
+            assert _same(teacher, initial), step
+        elif step % 2 == 0:  # a new round: the EMA as it was before this step's update
+            assert _same(teacher, ema_before), step
+            assert not _same(teacher, _state(stage.dit.module)), step  # the EMA, not the student
+            handed_over = teacher
+        else:
+            assert _same(teacher, handed_over), step  # frozen within the round
+    assert student_steps == [4, 4, 2, 2, 1, 1]
+    assert stage.state_dict() == {"round": 2}
+
+
+class TextField(nn.Module):
+    """A text-dependent toy teacher: ``v = 0.3 x + t/T + mean(text)`` per clip."""
+
+    def forward(self, vid, txt, vid_shape, txt_shape, t):
+        lengths = vid_shape.prod(-1)
+        text = torch.stack([e.mean() for e in txt.split(txt_shape[:, 0].tolist())])
+        t_rows = t.expand(len(vid_shape)).repeat_interleave(lengths)
+        offset = t_rows / NUM_TIMESTEPS + text.repeat_interleave(lengths)
+        return 0.3 * vid[:, :48] + offset[:, None]
+
+
+@pytest.mark.parametrize("round_index", [0, 1])
+def test_the_teacher_is_guided_against_the_null_text_in_the_first_round_only(
+    round_index: int,
+) -> None:
+    scale = 3.0
+    stage = DistillStage(_config("distill", distill={"teacher_steps": 8,
+                                                     "first_round_cfg": scale}), CPU)
+    stage.teacher, stage.round = TextField(), round_index
+    batch = _batch(stage)
+    batch.text = [stage.text_bank.default, 2 * stage.text_bank.default + 1]
+    t = torch.tensor([1000.0, 500.0])
+    x_t, condition = torch.randn(batch.x0.shape), stage.condition(batch, 0.0)
+    target, t_end = stage.student_target(x_t, t, condition, batch)
+    # written out: CFG of v(text) and v(null) = v(0): 0.3 x + t/T + w mean(text)
+    w = scale if round_index == 0 else 1.0
+    half = NUM_TIMESTEPS / stage.teacher_steps()
+    expected = []
+    for x, t0, text in zip(x_t.split(batch.lengths), t.tolist(), batch.text):
+        for a in (t0, t0 - half):
+            x = x - half / NUM_TIMESTEPS * (0.3 * x + a / NUM_TIMESTEPS + w * float(text.mean()))
+        expected.append(x)
+    landed = x_t - stage.per_row((t - t_end) / NUM_TIMESTEPS, batch)[:, None] * target
+    assert torch.allclose(landed, torch.cat(expected), atol=1e-5)

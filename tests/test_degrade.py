@@ -215,3 +215,142 @@ def test_bad_clips_are_rejected(config):
         degrade_video(torch.rand(2, 3, 30, 32), config, torch.Generator())
     with pytest.raises(InputError, match="frames, 3, height, width"):
         degrade_video(torch.rand(3, 32, 32), config, torch.Generator())
+
+
+# --- statistics of each degradation, measured on the output ------------------------------------
+
+
+def _only(raw: dict, **changes) -> DegradationConfig:
+    """The shipped config at scale 1 with every step off, then ``changes`` applied.
+
+    ``changes`` maps a dotted path (``first__noise__prob``) to a value; the result degrades
+    through the whole pipeline (random draws, units, final quantisation) with one step active.
+    """
+    quiet = copy.deepcopy(raw)
+    quiet.update(scale=1, drift=False)
+    for order in ("first", "second"):
+        quiet[order]["blur"]["prob"] = 0.0
+        quiet[order]["resize"]["mode_probs"] = {"up": 0.0, "down": 0.0, "keep": 1.0}
+        quiet[order]["noise"]["prob"] = 0.0
+        quiet[order]["jpeg"]["prob"] = 0.0
+        quiet[order]["codec"] = None
+    quiet["final"]["sinc"]["prob"] = 0.0
+    quiet["final"]["codec"] = None
+    for path, value in changes.items():
+        node = quiet
+        *parents, leaf = path.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return parse_degradation_config(quiet)
+
+
+def _grey(frames: int = 2, size: int = 64, level: float = 0.5) -> torch.Tensor:
+    return torch.full((frames, 3, size, size), level)
+
+
+def _noisy(raw: dict, seed: int, **noise) -> torch.Tensor:
+    """Noise of the pipeline with only first-order noise on, on a mid-grey clip."""
+    settings = {"first__noise__prob": 1.0, **{f"first__noise__{k}": v for k, v in noise.items()}}
+    clip = _grey()
+    return degrade_video(clip, _only(raw, **settings), torch.Generator().manual_seed(seed)) - clip
+
+
+@pytest.mark.parametrize("sigma", [2.0, 15.0])
+def test_gaussian_noise_sigma_is_in_8_bit_levels(raw, sigma):
+    noise = _noisy(raw, 0, gaussian_prob=1.0, gray_prob=0.0, gaussian_sigma=[sigma, sigma])
+    # the output is quantised: +1/12 level² of rounding noise
+    assert float(noise.std() * 255) == pytest.approx(math.sqrt(sigma**2 + 1 / 12), rel=0.03)
+    assert abs(float(noise.mean() * 255)) < 0.3
+
+
+def test_gaussian_noise_sigma_stays_in_its_configured_range(raw):
+    for seed in range(6):
+        noise = _noisy(raw, seed, gaussian_prob=1.0, gray_prob=0.0, gaussian_sigma=[4.0, 9.0])
+        assert 4.0 * 0.97 < float(noise.std() * 255) < 9.0 * 1.03, seed
+
+
+def test_poisson_noise_has_the_shot_noise_variance_of_256_levels(raw):
+    # Poisson(256 x) / 256 has variance x / 256; at x = 0.5 and scale s: std s sqrt(0.5 / 256)
+    noise = _noisy(raw, 0, gaussian_prob=0.0, gray_prob=0.0, poisson_scale=[2.0, 2.0])
+    assert float(noise.std()) == pytest.approx(2.0 * math.sqrt(0.5 / 256), rel=0.04)
+
+
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_grey_noise_is_one_field_for_all_channels_and_colour_noise_is_not(raw, gaussian):
+    kind = {"gaussian_prob": float(gaussian), "gaussian_sigma": [10.0, 10.0],
+            "poisson_scale": [2.0, 2.0]}
+    grey = _noisy(raw, 0, gray_prob=1.0, **kind)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 0], grey[:, 2])
+    colour = _noisy(raw, 0, gray_prob=0.0, **kind).flatten(2)
+    correlation = torch.corrcoef(colour.transpose(0, 1).flatten(1))
+    assert correlation[0, 1].abs() < 0.05 and correlation[1, 2].abs() < 0.05
+
+
+def _edge_width(raw: dict, seed: int, sigma: list[float]) -> float:
+    """Std of the blurred edge's derivative (= the kernel's marginal std) through the pipeline."""
+    config = _only(raw, first__blur__prob=1.0, first__blur__kernel_probs={"iso": 1.0},
+                   first__blur__kernel_sizes=[21], first__blur__sigma=sigma)
+    clip = torch.zeros(1, 3, 48, 48)
+    clip[..., 24:] = 1.0  # a vertical edge between columns 23 and 24
+    out = degrade_video(clip, config, torch.Generator().manual_seed(seed))
+    derivative = out[0, 0, 24].double().diff()
+    x = torch.arange(len(derivative), dtype=torch.float64)
+    centre = (derivative * x).sum() / derivative.sum()
+    return float(((derivative * (x - centre) ** 2).sum() / derivative.sum()).sqrt())
+
+
+def test_blur_sigma_is_in_pixels_and_within_its_configured_range(raw):
+    assert _edge_width(raw, 0, [2.0, 2.0]) == pytest.approx(2.0, rel=0.03)
+    widths = [_edge_width(raw, seed, [1.0, 2.5]) for seed in range(8)]
+    assert all(0.97 < w < 2.5 * 1.03 for w in widths), widths
+    assert max(widths) - min(widths) > 0.5  # drawn from the range, not fixed
+
+
+@pytest.mark.parametrize(("mode", "low", "high"), [("down", 0.5, 0.8), ("up", 1.0, 1.5)])
+def test_random_resize_factor_stays_in_its_configured_range(raw, monkeypatch, mode, low, high):
+    from seedvr2.train.degrade import pipeline
+
+    sizes: list[int] = []
+    resize = pipeline.resize
+
+    def recording(clip, size, interpolation):
+        out = resize(clip, size, interpolation)
+        sizes.append(out.shape[-1])
+        return out
+
+    monkeypatch.setattr(pipeline, "resize", recording)
+    probs = {"up": 0.0, "down": 0.0, "keep": 0.0, mode: 1.0}
+    scale = [low, 1.5] if mode == "down" else [0.5, high]  # the other side is never used
+    config = _only(raw, first__resize__mode_probs=probs, first__resize__scale=scale)
+    factors = []
+    for seed in range(10):
+        sizes.clear()
+        degrade_video(_grey(1, 40), config, torch.Generator().manual_seed(seed))
+        factors.append(sizes[0] / 40)  # the first resize is the random one; then back to 40
+    assert all(low - 2 / 40 <= f <= high for f in factors), factors
+    assert max(factors) - min(factors) > (high - low) / 3, factors
+
+
+def _pipeline_psnr(raw: dict, **changes) -> float:
+    clip = _clip(frames=3, size=48)
+    out = degrade_video(clip, _only(raw, **changes), torch.Generator().manual_seed(0))
+    return _psnr(out, clip)
+
+
+def test_jpeg_quality_in_the_pipeline_orders_fidelity(raw):
+    psnrs = [_pipeline_psnr(raw, first__jpeg__prob=1.0, first__jpeg__quality=[q, q])
+             for q in (10, 40, 95)]
+    assert psnrs[0] < psnrs[1] - 2 < psnrs[2] - 4, psnrs
+
+
+@pytest.mark.parametrize(("codec", "key", "values"),
+                         [("libx264", "crf", (40, 28, 12)), ("mpeg4", "qscale", (25, 10, 2))])
+def test_codec_quality_in_the_pipeline_orders_fidelity(raw, codec, key, values):
+    def codec_at(value: float) -> dict:
+        return {"prob": 1.0, "codecs": [codec], "crf": [18, 35], "qscale": [2, 20], "fps": 25,
+                key: [value, value]}
+
+    psnrs = [_pipeline_psnr(raw, final__codec=codec_at(v), final__codec_first_prob=1.0)
+             for v in values]
+    assert psnrs[0] < psnrs[1] - 1 < psnrs[2] - 2, psnrs

@@ -21,7 +21,7 @@ BAD_ARGUMENTS = [
     ("--temporal-chunk", "3"), ("--swap-blocks", "-1"), ("--device", "tpu"),
     ("--devices", "cpu,tpu"), ("--attention", "flash"), ("--start", "1:75"),
     ("--duration", "0"), ("--sequence-fps", "0"), ("--crf", "70"), ("--pix-fmt", "nope"),
-    ("--format", "gif"), ("--fps", "-25"), ("--report", "/no/such/folder/run.json"),
+    ("--format", "avi"), ("--fps", "-25"), ("--report", "/no/such/folder/run.json"),
 ]  # fmt: skip
 
 

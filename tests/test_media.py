@@ -509,7 +509,7 @@ def test_a_failure_leaves_neither_partial_output_nor_temporary_files(tmp_path):
     unmanaged = MediaWriter(tmp_path / "alpha.mp4", codec="h265", pix_fmt="yuva420p")  # no `with`
     with pytest.raises(ValueError, match="expected a float"):
         unmanaged.write(np.zeros((16, 16, 3), np.uint8))  # a caller bug: the writer stays open
-    with pytest.raises(OutputError, match="pixel format yuva420p is not supported by h264"):
+    with pytest.raises(OutputError, match=r"pixel format \(--pix-fmt\) yuva420p is not supported by h264"):
         MediaWriter(tmp_path / "alpha.mp4", pix_fmt="yuva420p")
     unmanaged.abort()
     assert list(tmp_path.iterdir()) == []

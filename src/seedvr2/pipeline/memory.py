@@ -26,10 +26,10 @@ from seedvr2.weights import (
     HUB_PRESETS,
     CheckpointSummary,
     ModelFiles,
-    load_state_dict_file,
     locate_model,
     state_dict_summary,
 )
+from seedvr2.weights.formats import tensor_header
 
 from . import runtime
 from .batching import TemporalBatch, pad_to_4n1, plan_batches
@@ -55,9 +55,9 @@ class ModelFacts:
 
     @classmethod
     def of_files(cls, files: ModelFiles) -> ModelFacts:
-        """Read from the weights files' names and shapes (memory-mapped, not loaded)."""
-        dit = state_dict_summary(load_state_dict_file(files.dit))
-        vae = state_dict_summary(load_state_dict_file(files.vae))
+        """Read from the weights files' headers: names and shapes, no tensor data."""
+        dit = state_dict_summary(tensor_header(files.dit))
+        vae = state_dict_summary(tensor_header(files.vae))
         return cls.of_summaries(dit, vae)
 
     @classmethod

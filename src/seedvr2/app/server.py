@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,7 @@ def serve(options: ServeOptions) -> None:
     limits = Limits(limit, options.max_seconds)
     demo = page.build(page.Page(pool, limits, root), options.concurrency)
     demo.queue(default_concurrency_limit=options.concurrency)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop cleans up as Ctrl-C
     try:
         demo.launch(server_name=options.host, server_port=options.port, auth=credentials,
                     max_file_size=limit, show_error=True)  # fmt: skip

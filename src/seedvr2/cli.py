@@ -1,4 +1,4 @@
-"""Command line: ``seedvr2 restore | info | download | train | export | convert | eval``. Parses arguments, calls the API.
+"""Command line: ``seedvr2 restore | info | download | train | export | convert | eval | serve``. Parses arguments, calls the API.
 
 Errors a user can fix print as one line (``seedvr2: error: ...``) with exit code 1; argument
 errors exit with 2; anything else is a bug and keeps its traceback.
@@ -490,6 +490,56 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a web page (and HTTP API) to restore files in a browser",
+                       description="Serve a web page to restore videos and pictures in a browser, "
+                       "and its HTTP API (/restore). Needs the serve extra: pip install "
+                       "'seedvr2[serve]'.")  # fmt: skip
+    p.add_argument("-m", "--model", action="append", default=[], help="preset, model folder or "
+                   "repo id offered on the page; repeat for several (the first is the default; "
+                   "the bundled model and downloaded presets are offered too)")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "%(default)s, this computer only; 0.0.0.0: the network, with --auth)")  # fmt: skip
+    p.add_argument("--port", type=_number(int, 1, high=65535), default=7860,
+                   help="port (default: %(default)s)")
+    p.add_argument("--auth", metavar="USER:PASS", help="ask visitors for this user and password")
+    p.add_argument("--max-upload-mb", type=_number(float, 0, above=True), default=500,
+                   help="largest file accepted, in MB (default: %(default)s)")
+    p.add_argument("--max-seconds", type=_number(float, 0, above=True), default=600,
+                   help="longest clip accepted, in seconds (default: %(default)s)")
+    p.add_argument("--concurrency", type=POSITIVE, default=1, help="jobs restoring at once; "
+                   "others wait in a queue (default: %(default)s, one per GPU)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--offload", action="store_true", help="keep only the network in use on the "
+                   "device")  # fmt: skip
+    p.add_argument("--offline", action="store_true", help="never download; use the cache only")
+    p.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from seedvr2.errors import InputError
+
+    if importlib.util.find_spec("gradio") is None:
+        raise InputError("seedvr2 serve needs Gradio: pip install 'seedvr2[serve]'")
+    from seedvr2.app import ServeOptions, serve
+
+    options = ServeOptions(
+        models=args.model, host=args.host, port=args.port, auth=args.auth,
+        max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+        concurrency=args.concurrency, device=args.device, dtype=args.dtype, offload=args.offload,
+        cache_dir=args.cache_dir, offline=args.offline,
+    )  # fmt: skip
+    if args.host not in ("127.0.0.1", "localhost", "::1") and args.auth is None:
+        print(f"seedvr2: warning: serving on {args.host} without --auth: anyone who can reach "
+              "this computer can use it", file=sys.stderr)  # fmt: skip
+    serve(options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedvr2", description="SeedVR2 one-step video restoration and upscaling."
@@ -503,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _convert_parser(sub)
     _eval_parser(sub)
+    _serve_parser(sub)
     return parser
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,18 @@ def test_lora_checkpoints_hold_adapters_only_and_resume_bit_identically(
         assert all(".lora_" in k or not k.startswith("backbone.") for k in state), name  # D heads
         for key, value in state.items():
             assert torch.equal(value, b["models"][name][key]), f"{name}.{key}"
+
+
+def test_without_peft_seedvr2_imports_and_says_how_to_get_lora() -> None:
+    code = """if True:
+        import sys
+        sys.modules["peft"] = None  # as if not installed
+        import seedvr2.pipeline, seedvr2.train.adversarial
+        from seedvr2.weights.adapters import lora_config
+        lora_config(4, 4.0, ["attn.proj_qkv"])
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert 'InputError: LoRA adapters need the PEFT library: pip install "seedvr2[lora]"' \
+        in result.stderr.splitlines()[-1]

@@ -82,6 +82,9 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
                    "repo owner/name or hf://owner/name; default: the bundled small model")  # fmt: skip
     g.add_argument("--offline", action="store_true", help="never download; use the cache only")
     g.add_argument("--cache-dir", help="download cache (default: the Hugging Face cache)")
+    g.add_argument("--lora", action="append", default=[], metavar="ADAPTER[:SCALE]",
+                   help="LoRA adapter folder (seedvr2 export of a LoRA run) merged into the DiT "
+                   "at SCALE (default 1); repeatable")  # fmt: skip
     g = p.add_argument_group("size")
     size = g.add_mutually_exclusive_group()
     size.add_argument("-r", "--resolution", type=SIDE, help="output short side in pixels")
@@ -220,7 +223,7 @@ def _restore(args: argparse.Namespace) -> int:
             report.write_report(args.report, report.build_report(None, refused, extra))
         return _summarise(refused)
     restorer = pipeline.Restorer.from_pretrained(
-        args.model, cache_dir=args.cache_dir, offline=args.offline,
+        args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
         **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
         **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
     )  # fmt: skip
@@ -416,9 +419,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="configs/train/*.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4")
     p.set_defaults(handler=_train)
-    p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors")
+    p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors, or "
+                       "a LoRA run's adapter as a PEFT folder")  # fmt: skip
     p.add_argument("checkpoint", help="a run folder or checkpoint file")
-    p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("output", help="the .safetensors file to write (a LoRA run: the adapter "
+                   "folder, for restore --lora)")  # fmt: skip
     p.add_argument("--network", help="which network (default: the EMA of the trained one)")
     p.set_defaults(handler=_export)
 

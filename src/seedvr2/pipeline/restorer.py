@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from seedvr2.digests import file_sha256
 from seedvr2.errors import InputError
 from seedvr2.media import open_media
 from seedvr2.models.dit import SeedVR2DiT
 from seedvr2.models.vae import TileSpec, VideoAutoencoder
 from seedvr2.weights import ModelFiles, load_text_embedding, locate_model
+from seedvr2.weights.adapters import check_base, merge_adapters, parse_adapter, read_adapter
 from seedvr2.weights.networks import load_dit, load_vae
 
 from .batching import TemporalBatch, crossfade_weights, pad_frames, pad_to_4n1, plan_batches
@@ -58,6 +60,7 @@ class LoadedModel:
     text: torch.Tensor  # (L, E) positive prompt embedding
     negative_text: torch.Tensor | None  # (L', E)
     files: ModelFiles
+    lora: tuple[str, ...] = ()  # adapters merged into the DiT, as ``ADAPTER[:SCALE]``
 
 
 @dataclass(frozen=True)
@@ -94,18 +97,32 @@ class RestoredBatch:
 
 
 def _load(
-    files: ModelFiles, dtype: torch.dtype, home: str | torch.device, dit_home: str | torch.device | None = None
+    files: ModelFiles, dtype: torch.dtype, home: str | torch.device, dit_home: str | torch.device | None = None,
+    lora: tuple[str, ...] = (),
 ) -> LoadedModel:
-    """Load ``files`` onto ``home`` (the DiT onto ``dit_home`` when given)."""
+    """Load ``files`` onto ``home`` (the DiT onto ``dit_home`` when given), merging ``lora``."""
     if files.pos_emb is None:
         raise InputError(f"model {files.origin}: no positive text embedding (pos_emb) found")
     return LoadedModel(
-        dit=load_dit(files.dit, dtype, home if dit_home is None else dit_home),
+        dit=_with_lora(load_dit(files.dit, dtype, home if dit_home is None else dit_home), files, lora),
         vae=load_vae(files.vae, dtype, home),
         text=load_text_embedding(files.pos_emb),
         negative_text=None if files.neg_emb is None else load_text_embedding(files.neg_emb),
         files=files,
+        lora=lora,
     )
+
+
+def _with_lora(dit: SeedVR2DiT, files: ModelFiles, lora: tuple[str, ...]) -> SeedVR2DiT:
+    """``dit`` with the adapters ``lora`` (``ADAPTER[:SCALE]``) merged, each checked against the
+    DiT file's SHA-256; the merged DiT runs as fast as the base."""
+    if not lora:
+        return dit
+    adapters = [(read_adapter(path), scale) for path, scale in map(parse_adapter, lora)]
+    digest = file_sha256(files.dit)
+    for adapter, _ in adapters:
+        check_base(adapter, digest, f"{files.origin} ({files.dit.name})")
+    return merge_adapters(dit, adapters)
 
 
 def _tile(size: int | None, overlap: int) -> TileSpec | None:
@@ -140,7 +157,7 @@ class Restorer:
         for network in (model.dit, model.vae):
             network.to(dtype=self.dtype)
         if replica_models is None:  # loaded again: a deep copy can round differently on the CPU
-            replica_models = tuple(_load(model.files, self.dtype, "cpu") for _ in names[1:])
+            replica_models = tuple(_load(model.files, self.dtype, "cpu", lora=model.lora) for _ in names[1:])
         self.block_swap = attach_block_swap(model.dit, self.runtime.swap_blocks, self.device)
         if self.runtime.compile:
             compile_networks(model.dit, model.vae)
@@ -167,11 +184,14 @@ class Restorer:
         cache_dir: str | Path | None = None,
         offline: bool = False,
         endpoint: str | None = None,
+        lora: tuple[str, ...] | list[str] = (),
         **options: Any,
     ) -> Restorer:
         """Load a model: a preset (``3b``, ``7b``, ``7b-sharp``), a folder or a repo id.
 
-        ``None`` loads the bundled small model. ``options`` are :class:`RestoreOptions` fields;
+        ``None`` loads the bundled small model. ``lora``: adapter folders (``seedvr2 export``
+        of a LoRA run) as ``ADAPTER[:SCALE]``, merged into the DiT at load; an adapter made for
+        another DiT file is refused. ``options`` are :class:`RestoreOptions` fields;
         ``devices`` (e.g. ``("cuda:0", "cuda:1")``) restore batches in parallel;
         ``memory_check=False`` lets jobs start whose estimated peak exceeds the free memory.
 
@@ -201,7 +221,7 @@ class Restorer:
             return f"out of {target.type} memory loading model {files.origin}; try {advice}"
 
         with out_of_memory_as_error(message):
-            loaded = _load(files, precision, home, "cpu" if swap_blocks else home)  # swap: CPU first
+            loaded = _load(files, precision, home, "cpu" if swap_blocks else home, tuple(lora))  # swap: CPU first
             return cls(loaded, restore_options, runtime)
 
     def with_options(self, **changes: Any) -> Restorer:

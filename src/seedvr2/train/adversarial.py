@@ -25,7 +25,7 @@ from . import losses
 from .config import TrainConfig
 from .distributed import DistContext, unwrap
 from .latents import clip_mean
-from .networks import build_trained_dit, seeded, set_trainable
+from .networks import adapter_record, build_trained_dit, seeded, set_trainable
 from .optim import Metrics
 from .stage import Batch, DiTStage, LatentBatch, Preview
 from .text import pack_text
@@ -37,14 +37,14 @@ class AdversarialStage(DiTStage):
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
-        adv, ckpt = cfg.adversarial, cfg.model.gradient_checkpointing
+        adv, ckpt, lora = cfg.adversarial, cfg.model.gradient_checkpointing, cfg.model.lora
         generator = build_trained_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0,
-                                      ckpt, ctx.device)
+                                      ckpt, ctx.device, lora, "generator")
         self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
                         generator.config.txt_in_dim)
         backbone = build_trained_dit(cfg.model.dit, adv.discriminator_init,
                                      "adversarial.discriminator_init", cfg.seed, 1, ckpt,
-                                     ctx.device)
+                                     ctx.device, lora, "discriminator")
         heads = adv.head_blocks or DiscriminatorConfig.proportional(backbone.config.num_layers)
         d_config = DiscriminatorConfig(head_blocks=tuple(heads), head_heads=adv.head_heads)
         discriminator = seeded(cfg.seed, 2, lambda: SeedVR2Discriminator(backbone, d_config))
@@ -58,6 +58,9 @@ class AdversarialStage(DiTStage):
             "generator": generator.config.to_dict(),
             "discriminator": {"backbone": backbone.config.to_dict(), **asdict(d_config)},
         }
+        if lora is not None:
+            self.model_configs["generator_adapter"] = adapter_record(lora, cfg.model.init,
+                                                                     "model.init")
 
     def generate(self, batch: LatentBatch, condition: torch.Tensor) -> torch.Tensor:  # (l, c)
         """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator)."""

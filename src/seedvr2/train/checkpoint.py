@@ -29,6 +29,7 @@ from seedvr2.errors import CheckpointError
 CHECKPOINT_NAME = re.compile(r"step_(\d{8})\.pt")  # training checkpoints
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _SCATTER = StateDictOptions(full_state_dict=True)
+_PARTIAL = StateDictOptions(full_state_dict=True, strict=False)
 
 
 class CheckpointManager:
@@ -96,15 +97,26 @@ def is_training_checkpoint(path: str | Path) -> bool:
     return isinstance(payload, dict) and "models" in payload
 
 
-def model_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Full state dict on rank 0 (empty elsewhere under FSDP); a collective under FSDP."""
-    return get_model_state_dict(module, options=_GATHER)
+def model_state(module: nn.Module, keys: frozenset[str] | None = None) -> dict[str, torch.Tensor]:
+    """Full state dict (only ``keys`` when given) on rank 0 (empty elsewhere under FSDP); a
+    collective under FSDP."""
+    state = get_model_state_dict(module, options=_GATHER)
+    return state if keys is None else {k: v for k, v in state.items() if k in keys}
 
 
-def load_model_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Strictly load a full state dict into a plain, DDP or FSDP2 module."""
+def load_model_state(
+    module: nn.Module, state: dict[str, torch.Tensor], what: str,
+    keys: frozenset[str] | None = None,
+) -> None:
+    """Strictly load a full state dict into a plain, DDP or FSDP2 module; with ``keys``, a
+    partial one that must hold exactly those keys (the rest of the module is kept)."""
+    if keys is not None and state.keys() != keys:
+        wrong = sorted(keys ^ state.keys())
+        raise CheckpointError(f"{what} does not fit the model: {len(wrong)} adapter weights "
+                              f"differ (e.g. {wrong[0]}); resume with the run's own config")
+    options = _SCATTER if keys is None else _PARTIAL
     try:
-        set_model_state_dict(module, state, options=_SCATTER)
+        set_model_state_dict(module, state, options=options)
     except (RuntimeError, KeyError) as error:
         raise CheckpointError(f"{what} does not fit the model: {error}") from None
 

@@ -24,12 +24,28 @@ Stage = Literal["diffusion", "distill", "adversarial", "vae"]
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """Low-rank adapters (PEFT) on the DiT's projections; the base weights stay frozen."""
+
+    rank: int = 16  # r of every adapted projection
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # dropout on the adapters' input
+    targets: tuple[str, ...] = ()  # of attn.proj_qkv, attn.proj_out, mlp.proj_in,
+    # mlp.proj_in_gate (3B), mlp.proj_out; () = all of them
+    base_dtype: Literal["fp32", "bf16"] = "fp32"  # frozen base weights (bf16: half the memory)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The trained network (the generator in the adversarial stage)."""
 
-    dit: str | dict[str, Any] = "3b-tiny"  # DiT preset name or DiTConfig fields
-    init: str | None = None  # training checkpoint whose (EMA) weights start this run
+    dit: str | dict[str, Any] | None = "3b-tiny"  # DiT preset name, DiTConfig fields, or None:
+    # the structure of the ``init`` weights file (its stored config or released size)
+    # Starting weights: a training checkpoint or run folder (its EMA weights), a weights file, or
+    # a model as ``seedvr2 restore --model`` takes it (preset 3b/7b/7b-sharp, folder, repo id).
+    init: str | None = None
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass
+    lora: LoRAConfig | None = None  # train adapters (also D's, adversarial) instead of all weights
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,11 @@ class LatentConfig:
     """How pixels become latents: the causal VAE, or a fixed pixel-unshuffle for small runs."""
 
     kind: Literal["vae", "pixel_unshuffle"] = "vae"
-    vae: str | dict[str, Any] = "tiny"  # VAE preset or VAEConfig fields (kind "vae")
-    vae_checkpoint: str | None = None  # weights of the VAE (a `vae` stage checkpoint); None: random
+    vae: str | dict[str, Any] | None = "tiny"  # VAE preset or VAEConfig fields (kind "vae");
+    # None: the structure of the ``vae_checkpoint`` weights file
+    # weights of the VAE: a `vae` stage checkpoint, a weights file, or a model (preset, folder,
+    # repo id: its VAE); None: random
+    vae_checkpoint: str | None = None
     factor: int = 4  # pixel-unshuffle factor (kind "pixel_unshuffle"): 3 * factor**2 channels
 
 
@@ -67,6 +86,10 @@ class DataConfig:
     """High-quality media, crops, the clip schedule and the LQ synthesis."""
 
     roots: tuple[str, ...] = ()  # folders searched recursively for videos and images
+    # Folders of real pairs: FOLDER/lq/PATH and FOLDER/hq/PATH (any extension) are one clip
+    # before and after, at any scale; LQ is then not synthesised. A bad pair stops the run.
+    paired: tuple[str, ...] = ()
+    sequences: bool = False  # in ``paired`` folders, a folder of images is one clip
     manifest: str | None = None  # file of entries: one path or JSON {"path", "text"} per line
     phases: tuple[Phase, ...] = (Phase(),)
     batch_size: int = 4  # clips per micro-step over all processes (global)
@@ -134,7 +157,10 @@ class DistillConfig:
 class AdversarialConfig:
     """Stage 3: APT with RpGAN, approximate R1/R2, L1 and feature matching (spec §1c, §2)."""
 
-    discriminator_init: str | None = None  # diffusion-stage checkpoint for D's backbone
+    # D's backbone: a diffusion-stage checkpoint, or starting weights as model.init takes them.
+    # The released models' diffusion-stage weights were never published: to fine-tune them,
+    # start D from the generator's own weights (the same value as model.init).
+    discriminator_init: str | None = None
     head_blocks: tuple[int, ...] = ()  # 1-indexed; () = proportional to (16, 26, 36) of 36
     head_heads: int = 8
     gan_loss: Literal["rpgan", "nonsaturating"] = "rpgan"
@@ -198,8 +224,11 @@ def _check(ok: bool, key: str, message: str) -> None:
 def _validate(cfg: TrainConfig) -> None:
     """Cross-field checks; each error names the key to change."""
     data, run = cfg.data, cfg.run
-    _check(bool(data.roots) or data.manifest is not None or data.cache is not None, "data.roots",
-           "give data.roots, data.manifest or data.cache")
+    _check(bool(data.roots or data.paired) or data.manifest is not None
+           or data.cache is not None, "data.roots",
+           "give data.roots, data.paired, data.manifest or data.cache")
+    _check(not data.paired or cfg.stage in ("diffusion", "distill", "adversarial"),
+           "data.paired", f"the {cfg.stage} stage trains without LQ; use data.roots")
     _check(cfg.stage != "vae" or data.cache is None, "data.cache",
            "the vae stage trains on pixels; remove data.cache")
     _check(data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {data.batch_size}")
@@ -231,9 +260,26 @@ def _validate(cfg: TrainConfig) -> None:
     for key, optim in optims:
         _check(optim.lr > 0, f"{key}.lr", f"must be > 0, got {optim.lr}")
         _check(all(0 <= b < 1 for b in optim.betas), f"{key}.betas", "must be in [0, 1)")
+    _check(cfg.latent.vae is not None or cfg.latent.vae_checkpoint is not None, "latent.vae",
+           "null takes the structure from latent.vae_checkpoint; give one or a VAE preset")
     _check(cfg.latent.factor >= 1, "latent.factor", f"must be >= 1, got {cfg.latent.factor}")
     _check(0 <= cfg.text.drop_prob <= 1, "text.drop_prob", "must be in [0, 1]")
     _check(cfg.text.length >= 1, "text.length", "must be >= 1")
+    lora = cfg.model.lora
+    if lora is not None:
+        _check(cfg.stage in ("diffusion", "adversarial"), "model.lora",
+               f"adapters train in the diffusion and adversarial stages, not {cfg.stage!r}")
+        _check(cfg.model.init is not None, "model.init",
+               "model.lora adapts pretrained weights: name them (e.g. 3b or a model folder)")
+        _check(lora.rank >= 1, "model.lora.rank", f"must be >= 1, got {lora.rank}")
+        _check(lora.alpha > 0, "model.lora.alpha", f"must be > 0, got {lora.alpha}")
+        _check(0 <= lora.dropout < 1, "model.lora.dropout", "must be in [0, 1)")
+        _check(lora.base_dtype == "fp32" or run.precision == "bf16", "model.lora.base_dtype",
+               "a bf16 base needs run.precision: bf16")
+        _check(run.parallel != "fsdp", "run.parallel", "LoRA runs use none or ddp (fsdp: full "
+               "fine-tuning)")
+    _check(cfg.model.dit is not None or cfg.model.init is not None, "model.dit",
+           "null takes the structure from model.init; give model.init or a DiT preset")
     dist = cfg.distill
     for key in ("teacher_steps", "final_steps"):
         n = getattr(dist, key)
@@ -371,6 +417,6 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 __all__ = [
     "AdversarialConfig", "DataConfig", "DiffusionConfig", "DistillConfig", "LatentConfig",
-    "ModelConfig", "OptimConfig", "Phase", "RunConfig", "TextConfig", "TrainConfig",
+    "LoRAConfig", "ModelConfig", "OptimConfig", "Phase", "RunConfig", "TextConfig", "TrainConfig",
     "VAETrainConfig", "apply_override", "config_from_dict", "from_dict", "load_config",
 ]

@@ -28,6 +28,7 @@ from seedvr2.weights import load_text_embedding
 from . import rng
 from .config import DataConfig, Phase, TrainConfig
 from .degrade import DegradationConfig, degrade_video, load_degradation_config
+from .pairs import Pair, scan_pairs
 from .sources import MediaEntry, SourceCache, build_index, read_clip
 
 PREVIEW_STEP = 1 << 40  # the "step" of preview samples: beyond any run, so never a training key
@@ -210,7 +211,7 @@ class ClipDataset(Dataset):
 
     def __init__(
         self,
-        entries: list[MediaEntry],
+        entries: list[MediaEntry | Pair],  # pairs bring their own LQ
         seed: int,
         degrader: Degrader | None,
     ) -> None:
@@ -235,7 +236,11 @@ class ClipDataset(Dataset):
         options = self.eligible(key.frames)
         entry = options[int(torch.randint(len(options), (), generator=g))]
         start = int(torch.randint(entry.frames - key.frames + 1, (), generator=g))
-        clip = rearrange(read_clip(entry, start, key.frames, self.sources), "f h w c -> c f h w")
+        if isinstance(entry, Pair):  # real LQ, cropped and flipped with its HQ
+            clip = torch.cat(entry.read(start, key.frames, self.sources))  # (2c, f, h, w)
+        else:
+            clip = rearrange(read_clip(entry, start, key.frames, self.sources),
+                             "f h w c -> c f h w")
         clip = _cover(clip, key.height, key.width)
         top = int(torch.randint(clip.shape[2] - key.height + 1, (), generator=g))
         left = int(torch.randint(clip.shape[3] - key.width + 1, (), generator=g))
@@ -243,7 +248,9 @@ class ClipDataset(Dataset):
         if bool(torch.rand((), generator=g) < 0.5):
             clip = clip.flip(-1)
         lq = None
-        if self.degrader is not None:
+        if isinstance(entry, Pair):
+            clip, lq = clip[:3], clip[3:] * 2 - 1
+        elif self.degrader is not None:
             small = self.degrader(clip, g)
             frames = F.interpolate(rearrange(small, "c f h w -> f c h w"),
                                    size=(key.height, key.width), mode="bicubic")
@@ -271,7 +278,7 @@ def crop_multiple(stage_multiple: int, scale: int) -> int:
 
 
 def build_clip_dataset(cfg: TrainConfig, frame_step: int, needs_lq: bool) -> ClipDataset:
-    """Index ``data.roots`` / ``data.manifest`` and check the schedule's clip lengths."""
+    """Index ``data.paired``, ``data.roots`` / ``data.manifest``; check the clip lengths."""
     data = cfg.data
     for i, phase in enumerate(data.phases):
         bad = [f for f in phase.frames if (f - 1) % frame_step]
@@ -279,7 +286,10 @@ def build_clip_dataset(cfg: TrainConfig, frame_step: int, needs_lq: bool) -> Cli
             raise ConfigError(f"data.phases[{i}].frames: {bad} are not 1 + {frame_step}k "
                               "(the latent's temporal factor)")
     degrader = build_degrader(data.degradation, data.scale) if needs_lq else None
-    return ClipDataset(build_index(data.roots, data.manifest), cfg.seed, degrader)
+    entries: list[MediaEntry | Pair] = [p for f in data.paired for p in scan_pairs(f, data.sequences)]
+    if data.roots or data.manifest is not None:
+        entries += build_index(data.roots, data.manifest)
+    return ClipDataset(entries, cfg.seed, degrader)
 
 
 def make_loader(dataset: Dataset, sampler: Iterable[list[SampleKey]], workers: int) -> DataLoader:

@@ -81,11 +81,20 @@ def build_codec(cfg: LatentConfig, device: torch.device) -> Codec:
         return PixelUnshuffleCodec(cfg.factor)
     from seedvr2.models.vae import build_vae
 
+    from .networks import load_weights, weights_file
+
+    what = "latent.vae_checkpoint"
+    if cfg.vae is None:  # the structure of the weights file (validated: a checkpoint is given)
+        file = weights_file(cfg.vae_checkpoint, "vae", what)
+        if file is None:
+            raise ConfigError(f"latent.vae: null takes the structure from a weights file or "
+                              f"model; {cfg.vae_checkpoint} is a training checkpoint")
+        from seedvr2.weights.networks import load_vae
+
+        return VAECodec(load_vae(file, torch.float32, device))
     vae = build_vae(cfg.vae)
     if cfg.vae_checkpoint is not None:
-        from .networks import load_weights
-
-        load_weights(vae, cfg.vae_checkpoint, "latent.vae_checkpoint")
+        load_weights(vae, cfg.vae_checkpoint, what, role="vae")
     return VAECodec(vae.to(device))
 
 

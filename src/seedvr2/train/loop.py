@@ -117,7 +117,8 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "stage": self.cfg.stage,
             "step": self.step,
-            "models": {name: model_state(m) for name, m in stage.networks.items()},
+            "models": {name: model_state(m, stage.saved_keys.get(name))
+                       for name, m in stage.networks.items()},
             "optimizers": {name: optimizer_state(u.module, u.optimizer)
                            for name, u in stage.updaters.items()},
             "model_configs": stage.model_configs,
@@ -136,7 +137,8 @@ class Trainer:
                                   f"trains {self.cfg.stage!r} (use another output_dir)")
         stage = self.stage
         for name, module in stage.networks.items():
-            load_model_state(module, payload["models"][name], f"{path} [{name}]")
+            load_model_state(module, payload["models"][name], f"{path} [{name}]",
+                             stage.saved_keys.get(name))
         for name, updater in stage.updaters.items():
             load_optimizer_state(updater.module, updater.optimizer, payload["optimizers"][name])
         stage.load_state_dict(payload["stage_state"])

@@ -1,33 +1,68 @@
 """Building the trained networks: seeded init, starting weights, device, checkpointing flag.
 
 Starting weights (``model.init``, ``latent.vae_checkpoint``, ``adversarial.discriminator_init``)
-are either a training checkpoint of an earlier stage (its EMA weights when it has them) or a
-released weights file read through :mod:`seedvr2.weights`; loading is strict.
+are either a training checkpoint of an earlier stage (its EMA weights when it has them), a
+weights file, or a model as ``seedvr2 restore --model`` names it (a preset, a model folder, a repo
+id), read through :mod:`seedvr2.weights` in any of its formats; loading is strict. With
+``model.lora`` the loaded DiT becomes a frozen base carrying a fresh PEFT adapter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from seedvr2.errors import CheckpointError
+from seedvr2.digests import file_sha256
+from seedvr2.errors import CheckpointError, ConfigError, SeedVR2Error
 from seedvr2.models import build_dit
 from seedvr2.models.dit import SeedVR2DiT
-from seedvr2.weights import load_into, load_state_dict_file
+from seedvr2.weights import ModelFiles, load_into, load_state_dict_file, locate_model
+from seedvr2.weights.adapters import (
+    LORA_TARGETS,
+    add_adapter,
+    lora_config,
+    save_adapter,
+    to_peft_format,
+)
+from seedvr2.weights.networks import load_dit
 
 from . import rng
 from .checkpoint import CheckpointManager, is_training_checkpoint, load_checkpoint
+from .config import LoRAConfig
 
 Module = TypeVar("Module", bound=nn.Module)
 
 # Which network of a training checkpoint starts a new run, in order of preference.
 _PREFERRED = ("dit_ema", "dit", "generator_ema", "generator", "vae_ema", "vae")
+
+
+def model_source(spec: str | Path, what: str) -> ModelFiles | None:
+    """The files of the model ``spec`` names as ``restore --model`` takes it (preset, model
+    folder, repo id), or None for a file or a run folder (one holding ``checkpoints/``)."""
+    path = Path(spec).expanduser()
+    if path.is_file() or (path / "checkpoints").is_dir():
+        return None
+    try:
+        return locate_model(str(spec))
+    except SeedVR2Error as error:
+        raise CheckpointError(f"{what}: {error}") from None
+
+
+def weights_file(spec: str | Path, role: Literal["dit", "vae"], what: str) -> Path | None:
+    """The weights file ``spec`` names (a file, or a model's ``role`` file), or None when it is
+    a training checkpoint or a run folder."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return None if is_training_checkpoint(path) else path
+    files = model_source(spec, what)
+    return None if files is None else getattr(files, role)
 
 
 def resolve_checkpoint(path: str | Path, what: str) -> Path:
@@ -49,33 +84,44 @@ def preferred_network(models: dict[str, dict], what: str) -> str:
     raise CheckpointError(f"{what}: the checkpoint holds none of the networks {list(_PREFERRED)}")
 
 
-def starting_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    """FP32 weights from a training checkpoint or run folder, or a released weights file."""
-    path = resolve_checkpoint(path, what)
-    if is_training_checkpoint(path):
-        models = load_checkpoint(path)["models"]
-        return {k: v.float() for k, v in models[preferred_network(models, what)].items()}
-    return load_state_dict_file(path, dtype=torch.float32)
+def starting_state(
+    path: str | Path, what: str, role: Literal["dit", "vae"] = "dit"
+) -> dict[str, torch.Tensor]:
+    """FP32 weights from a training checkpoint or run folder, a weights file or a model."""
+    file = weights_file(path, role, what)
+    if file is not None:
+        return load_state_dict_file(file, dtype=torch.float32)
+    models = load_checkpoint(resolve_checkpoint(path, what))["models"]
+    return {k: v.float() for k, v in models[preferred_network(models, what)].items()}
 
 
 def export_weights(source: str | Path, output: str | Path, network: str | None = None) -> Path:
     """Write one network of a training checkpoint (default: the preferred, EMA first) as
-    safetensors, with its resolved config as JSON in the metadata (spec style rule 8)."""
+    safetensors, with its resolved config as JSON in the metadata (spec style rule 8); of a LoRA
+    run, its adapter as a PEFT folder tagged with the base DiT's SHA-256."""
     path = resolve_checkpoint(source, "export")
     payload = load_checkpoint(path)
     name = network or preferred_network(payload["models"], "export")
     if name not in payload["models"]:
         raise CheckpointError(f"{path} has no network {name!r}; it has {sorted(payload['models'])}")
-    config = payload["model_configs"].get(name.removesuffix("_ema"), {})
+    trained = name.removesuffix("_ema")
+    config = payload["model_configs"].get(trained, {})
     state = {k: v.contiguous() for k, v in payload["models"][name].items()}
+    adapter = payload["model_configs"].get(f"{trained}_adapter")
+    if adapter is not None:
+        settings = LoRAConfig(**{k: v for k, v in adapter.items() if k not in _RECORDED})
+        return save_adapter(output, _peft_config(settings), to_peft_format(state, trained),
+                            adapter["base_sha256"], adapter["base"])
     metadata = {"config": json.dumps(config), "network": name, "step": str(payload["step"])}
     save_file(state, str(output), metadata=metadata)
     return Path(output)
 
 
-def load_weights(module: nn.Module, path: str | Path, what: str) -> None:
+def load_weights(
+    module: nn.Module, path: str | Path, what: str, role: Literal["dit", "vae"] = "dit"
+) -> None:
     """Strictly load starting weights into an unwrapped module (``what`` names the config key)."""
-    load_into(module, starting_state(path, what))
+    load_into(module, starting_state(path, what, role))
 
 
 def seeded(seed: int, index: int, build: Callable[[], Module]) -> Module:
@@ -89,15 +135,47 @@ def seeded(seed: int, index: int, build: Callable[[], Module]) -> Module:
 
 
 def build_trained_dit(
-    dit: str | dict, init: str | None, what: str, seed: int, index: int,
-    checkpointing: bool, device: torch.device,
+    dit: str | dict | None, init: str | None, what: str, seed: int, index: int,
+    checkpointing: bool, device: torch.device, lora: LoRAConfig | None = None,
+    adapter: str = "default",
 ) -> SeedVR2DiT:
-    """A fp32 DiT on ``device``: seeded random init, then ``init`` weights if given."""
-    model = seeded(seed, index, lambda: build_dit(dit))
-    if init is not None:
-        load_weights(model, init, what)
+    """A fp32 DiT on ``device``: seeded random init, then ``init`` weights if given (``dit``
+    None: built as the ``init`` file says). With ``lora``: the base frozen (in its
+    ``base_dtype``) and a new seeded adapter named ``adapter``, the only trainable weights."""
+    if dit is None:
+        file = weights_file(init, "dit", what)
+        if file is None:
+            raise ConfigError(f"model.dit: null takes the structure from a weights file or "
+                              f"model; {what} {init} is a training checkpoint: name its DiT")
+        model = load_dit(file, torch.float32).train().requires_grad_(True)
+    else:
+        model = seeded(seed, index, lambda: build_dit(dit))
+        if init is not None:
+            load_weights(model, init, what)
     model.gradient_checkpointing = checkpointing
+    if lora is not None:
+        model.to(torch.bfloat16 if lora.base_dtype == "bf16" else torch.float32)
+        seeded(seed, index, lambda: add_adapter(model, _peft_config(lora), adapter))
     return model.to(device)
+
+
+_RECORDED = ("base", "base_sha256")  # adapter record entries that are not LoRAConfig fields
+
+
+def _peft_config(lora: LoRAConfig) -> object:
+    """PEFT's ``LoraConfig`` of the run's settings (all projections when no targets are named)."""
+    return lora_config(lora.rank, lora.alpha, lora.targets or LORA_TARGETS, lora.dropout)
+
+
+def adapter_record(lora: LoRAConfig, init: str, what: str) -> dict[str, object]:
+    """What ``export`` needs to write a run's adapter: the settings and the base DiT file's
+    SHA-256 (so the adapter is refused on another base)."""
+    file = weights_file(init, "dit", what)
+    if file is None:
+        raise ConfigError(f"{what}: an adapter must sit on weights others can load; {init} is a "
+                          "training checkpoint: `seedvr2 export` it and start from the file")
+    return {**dataclasses.asdict(lora), "targets": list(lora.targets), "base": str(init),
+            "base_sha256": file_sha256(file)}
 
 
 def frozen(module: Module) -> Module:

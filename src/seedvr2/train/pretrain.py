@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .distributed import DistContext
 from .latents import clip_mean
 from .losses import diffusion_mse
-from .networks import build_trained_dit
+from .networks import adapter_record, build_trained_dit
 from .optim import Metrics
 from .stage import Batch, DiTStage, LatentBatch, Preview
 from .trained import TrainedNetwork
@@ -28,12 +28,16 @@ class DiffusionStage(DiTStage):
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
         dit = build_trained_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0,
-                                cfg.model.gradient_checkpointing, ctx.device)
+                                cfg.model.gradient_checkpointing, ctx.device, cfg.model.lora,
+                                "dit")
         self.build_text(dit.config.vid_in_channels, dit.config.vid_out_channels,
                         dit.config.txt_in_dim)
         self.dit = TrainedNetwork("dit", dit, cfg.optim, cfg.run, ctx, cfg.run.ema_decay)
         self.dit.register(self)
         self.model_configs["dit"] = dit.config.to_dict()
+        if cfg.model.lora is not None:
+            self.model_configs["dit_adapter"] = adapter_record(cfg.model.lora, cfg.model.init,
+                                                               "model.init")
 
     def timesteps(self, batch: LatentBatch) -> torch.Tensor:  # (b,)
         """Logit-normal draws, shifted by each clip's size when enabled."""

@@ -10,6 +10,7 @@ Dimension key: ``b`` clips, ``l`` packed latent rows, ``c`` latent channels.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from .data import PixelBatch, SampleKey
 from .distributed import DistContext
 from .latent_cache import LatentItems
 from .latents import build_codec, check_codec_fits, pack, unpack
+from .networks import model_source
 from .optim import Updater, autocast
 from .text import TextBank, pack_text
 
@@ -48,6 +50,9 @@ class Stage(ABC):
         self.networks: dict[str, nn.Module] = {}  # everything checkpointed, by name
         self.updaters: dict[str, Updater] = {}  # optimisers checkpointed, by name
         self.model_configs: dict[str, dict[str, Any]] = {}  # resolved network configs, by name
+        # Networks checkpointed in part (LoRA: the adapters; the frozen base comes from its
+        # starting weights again on resume): name -> the state-dict keys kept.
+        self.saved_keys: dict[str, frozenset[str]] = {}
 
     @property
     @abstractmethod
@@ -108,8 +113,14 @@ class DiTStage(Stage):
         self.text_bank: TextBank | None = None  # set by build_text once the DiT width is known
 
     def build_text(self, vid_in: int, vid_out: int, txt_in_dim: int) -> None:
+        """Check the codec fits the DiT; the texts: ``text.path``, else the prompt embedding of
+        the model ``model.init`` names (fine-tuning keeps its prompt), else a seeded one."""
         check_codec_fits(self.codec, vid_in, vid_out)
-        self.text_bank = TextBank(self.cfg.text, txt_in_dim, self.cfg.seed)
+        text, init = self.cfg.text, self.cfg.model.init
+        files = None if text.path is not None or init is None else model_source(init, "model.init")
+        if files is not None and files.pos_emb is not None:
+            text = dataclasses.replace(text, path=str(files.pos_emb))
+        self.text_bank = TextBank(text, txt_in_dim, self.cfg.seed)
 
     @property
     def crop_multiple(self) -> int:

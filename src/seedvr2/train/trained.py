@@ -1,6 +1,8 @@
 """A network under training: its wrapped module, its optimiser and its EMA copy.
 
-Under FSDP the EMA copy is sharded like the network, so the EMA update is shard-local.
+Under FSDP the EMA copy is sharded like the network, so the EMA update is shard-local. A network
+with frozen weights (a LoRA base) shares them with its EMA copy, which then costs only the
+trainable weights, and only those are checkpointed.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ class TrainedNetwork:
         self.name = name
         self.ema_module = None
         self.ema = None
+        params = list(module.parameters())
+        self.trainable = frozenset(n for n, p in module.named_parameters() if p.requires_grad)
+        self.partial = len(self.trainable) < len(params)
         if ema_decay is not None:
-            self.ema_module = wrap(frozen(copy.deepcopy(module)), ctx, trainable=False)
+            shared = {id(p): p for p in params if not p.requires_grad}  # not copied
+            self.ema_module = wrap(frozen(copy.deepcopy(module, shared)), ctx, trainable=False)
             self.ema = EMA(self.ema_module, ema_decay)
         self.module = wrap(module, ctx)
         self.updater = Updater(name, self.module, optim, run, ctx)
@@ -54,6 +60,9 @@ class TrainedNetwork:
         if self.ema_module is not None:
             stage.networks[f"{self.name}_ema"] = self.ema_module
         stage.updaters[self.name] = self.updater
+        if self.partial:
+            for name in (self.name, f"{self.name}_ema"):
+                stage.saved_keys[name] = self.trainable
 
     def step(self, step: int, batches: Sequence[Batch], loss_fn: LossFn) -> dict[str, float]:
         """One optimiser step, then the EMA update (skipped steps leave the EMA alone)."""

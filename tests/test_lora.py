@@ -1,0 +1,163 @@
+"""LoRA fine-tuning: a released-style model folder as the base, adapters out, merged at restore."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from model_fixtures import write_tiny_model
+from seedvr2.cli import main
+from seedvr2.digests import file_sha256
+from seedvr2.errors import CheckpointError
+from seedvr2.media import read_frames
+from seedvr2.pipeline import Restorer
+from seedvr2.train import run
+from seedvr2.train.checkpoint import load_checkpoint
+from seedvr2.train.networks import export_weights
+from seedvr2.weights.adapters import (
+    BASE_SHA256_KEY,
+    WEIGHTS_FILE,
+    add_adapter,
+    lora_config,
+    merge_adapters,
+    read_adapter,
+)
+from seedvr2.weights.networks import load_dit
+from train_support import make_media, tiny_config, write_config, write_image
+
+peft = pytest.importorskip("peft")
+
+
+def lora_run(media: Path, model: Path, output: Path, **sections: dict) -> dict:
+    """The tiny adversarial config, fine-tuning ``model`` (a model folder) with rank-4 adapters."""
+    return tiny_config(
+        media, output, "adversarial",
+        model={"dit": None, "init": str(model), "lora": {"rank": 4, "alpha": 8}},
+        latent={"kind": "vae", "vae": None, "vae_checkpoint": str(model)},
+        adversarial={"discriminator_init": str(model), "head_blocks": [2, 4], "head_heads": 2},
+        optim={"lr": 5e-2},
+        **sections,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny model folder, a 4-step LoRA run on it, and its exported adapter."""
+    root = tmp_path_factory.mktemp("lora")
+    model, media = write_tiny_model(root / "model"), make_media(root / "media")
+    run(write_config(root / "run.yaml", lora_run(media, model, root / "run")))  # lr 0.05: visible
+    adapter = export_weights(root / "run", root / "adapter")
+    return {"root": root, "model": model, "media": media, "run": root / "run", "adapter": adapter}
+
+
+def _frames() -> np.ndarray:  # (f, h, w, 3)
+    return np.random.default_rng(0).random((5, 32, 32, 3), dtype=np.float32)
+
+
+def _dit_inputs(dit: torch.nn.Module) -> tuple:
+    """Packed rows of one 1x4x4 latent clip, text, shapes and a timestep."""
+    g = torch.Generator().manual_seed(0)
+    c = dit.config
+    rows = torch.randn(16, c.vid_in_channels, generator=g)
+    txt = torch.randn(3, c.txt_in_dim, generator=g)
+    return rows, txt, torch.tensor([[1, 4, 4]]), torch.tensor([[3]]), torch.tensor([500.0])
+
+
+def test_a_fresh_adapter_and_scale_zero_leave_the_base_bit_identical(
+        trained: dict[str, Path]) -> None:
+    model = trained["model"]
+    dit = load_dit(model / "dit.safetensors", torch.float32)
+    inputs = _dit_inputs(dit)
+    base = dit(*inputs)
+    add_adapter(dit, lora_config(4, 8.0, ["attn.proj_qkv", "mlp.proj_out"]), "fresh")
+    assert torch.equal(dit(*inputs), base)  # unmerged, B = 0
+    frames = _frames()
+    plain = Restorer.from_pretrained(model, device="cpu").restore(frames)
+    at_zero = Restorer.from_pretrained(model, device="cpu", lora=[f"{trained['adapter']}:0"])
+    assert np.array_equal(at_zero.restore(frames), plain)
+    adapted = Restorer.from_pretrained(model, device="cpu", lora=[str(trained["adapter"])])
+    assert not np.array_equal(adapted.restore(frames), plain)  # the trained adapter does act
+
+
+def test_merged_adapter_equals_peft_unmerged(trained: dict[str, Path]) -> None:
+    """Our merge at load against PEFT's own loader running the adapter unmerged."""
+    file = trained["model"] / "dit.safetensors"
+    unmerged = peft.PeftModel.from_pretrained(load_dit(file, torch.float32),
+                                              str(trained["adapter"]))
+    merged = merge_adapters(load_dit(file, torch.float32), [(read_adapter(trained["adapter"]),
+                                                             1.0)])
+    assert not any("lora" in name for name, _ in merged.named_modules())
+    inputs = _dit_inputs(merged)
+    expected, got = unmerged(*inputs), merged(*inputs)
+    assert not torch.equal(expected, load_dit(file, torch.float32)(*inputs))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_adapter_round_trips_through_export_and_restore_lora(trained: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    adapter, model = tmp_path / "adapter", trained["model"]
+    assert main(["export", str(trained["run"]), str(adapter)]) == 0
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
+    with safe_open(str(adapter / WEIGHTS_FILE), framework="pt") as handle:
+        assert handle.metadata()[BASE_SHA256_KEY] == file_sha256(model / "dit.safetensors")
+        ema = load_checkpoint(sorted((trained["run"] / "checkpoints").iterdir())[-1])
+        key = "base_model.model.blocks.0.attn.proj_qkv.vid.lora_B.weight"
+        assert torch.equal(handle.get_tensor(key),
+                           ema["models"]["generator_ema"]["blocks.0.attn.proj_qkv.vid.lora_B."
+                                                          "generator.weight"])
+    source = write_image(tmp_path / "in.png", (_frames()[0] * 255).astype(np.uint8))
+    out = tmp_path / "out.png"
+    assert main(["restore", str(source), "-o", str(out), "--model", str(model), "--device", "cpu",
+                 "--lora", f"{adapter}:0.5", "-q"]) == 0
+    api = Restorer.from_pretrained(model, device="cpu", lora=[f"{adapter}:0.5"]).restore(source)
+    base = Restorer.from_pretrained(model, device="cpu").restore(source)
+    assert np.abs(api - base).max() > 10 / 255  # the adapter shows at this scale
+    np.testing.assert_allclose(read_frames(out)[0], api, atol=1 / 255)
+    assert (adapter / WEIGHTS_FILE).stat().st_size < (model / "dit.safetensors").stat().st_size / 10
+
+
+def test_an_adapter_for_another_base_is_refused(trained: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    other = write_tiny_model(tmp_path / "other", seed=1)
+    with pytest.raises(CheckpointError, match="was made for the DiT .* not for"):
+        Restorer.from_pretrained(other, device="cpu", lora=[str(trained["adapter"])])
+
+
+def test_lora_checkpoints_hold_adapters_only_and_resume_bit_identically(
+        trained: dict[str, Path], tmp_path: Path) -> None:
+    media, model = trained["media"], trained["model"]
+    interrupted = write_config(tmp_path / "b.yaml", lora_run(media, model, tmp_path / "b"))
+    run(interrupted, ["run.steps=2"])
+    run(interrupted)
+    a = load_checkpoint(sorted((trained["run"] / "checkpoints").iterdir())[-1])
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000004.pt")
+    assert a["step"] == b["step"] == 4
+    for part in ("models", "optimizers"):
+        assert a[part].keys() == b[part].keys()
+    for name, state in a["models"].items():
+        assert all(".lora_" in k or not k.startswith("backbone.") for k in state), name  # D heads
+        for key, value in state.items():
+            assert torch.equal(value, b["models"][name][key]), f"{name}.{key}"
+
+
+def test_without_peft_seedvr2_imports_and_says_how_to_get_lora() -> None:
+    code = """if True:
+        import sys
+        sys.modules["peft"] = None  # as if not installed
+        import seedvr2.pipeline, seedvr2.train.adversarial
+        from seedvr2.weights.adapters import lora_config
+        lora_config(4, 4.0, ["attn.proj_qkv"])
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert 'InputError: LoRA adapters need the PEFT library: pip install "seedvr2[lora]"' \
+        in result.stderr.splitlines()[-1]

@@ -85,14 +85,11 @@ class RestoreBar:
 
     @contextlib.contextmanager
     def loading(self, model: str) -> Iterator[None]:
-        """Show the model load as a phase of its own."""
-        if self.quiet:
-            yield
-            return
+        """Show the model load as a phase of its own, once loaded (a failure stays one line)."""
         began = time.perf_counter()
-        note(f"loading model {model} ...")
         yield
-        note(f"model loaded in {time.perf_counter() - began:.1f} s")
+        if not self.quiet:
+            note(f"loaded model {model} in {time.perf_counter() - began:.1f} s")
 
     def start(self, job: Job, frames: int) -> None:
         self.close()

@@ -52,11 +52,11 @@ class Batches:
         self.fail_at: int | None = None
         restore = restorer._restore_frames
 
-        def spy(clip, plan, start):
+        def spy(clip, plan, start, *rest):
             if start == self.fail_at:
                 raise RuntimeError("simulated crash")
             self.starts.append(start)
-            return restore(clip, plan, start)
+            return restore(clip, plan, start, *rest)
 
         monkeypatch.setattr(restorer, "_restore_frames", spy)
         monkeypatch.setattr(jobs, "SEGMENT_FRAMES", 1)  # one segment per batch
@@ -253,11 +253,11 @@ def test_a_folder_job_reports_a_failing_file_and_goes_on(model, tmp_path, monkey
     bad = write_image(tmp_path / "bad.png", pattern(1, 16, 16)[0], "rgb24")
     restore, calls = restorer._restore_frames, []
 
-    def failing_once(clip, plan, start):
+    def failing_once(clip, plan, start, *rest):
         calls.append(start)
         if len(calls) == 1:
             raise ValueError("an unforeseen failure")
-        return restore(clip, plan, start)
+        return restore(clip, plan, start, *rest)
 
     monkeypatch.setattr(restorer, "_restore_frames", failing_once)
     results = run_jobs(restorer, [Job(bad, tmp_path / "o_bad.png"), Job(good, tmp_path / "o.png")])

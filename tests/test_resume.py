@@ -10,7 +10,7 @@ from seedvr2 import Restorer
 from seedvr2.cli import main
 from seedvr2.errors import OutOfMemory
 from seedvr2.media import read_frames
-from seedvr2.pipeline import Job, OutputSettings, jobs, restore_file
+from seedvr2.pipeline import Cancelled, Job, OutputSettings, jobs, restore_file
 
 SETTINGS = OutputSettings(codec="ffv1")
 
@@ -31,11 +31,11 @@ def counted(restorer, monkeypatch):
     calls: dict = {"starts": [], "fail_at": None, "raise": RuntimeError}
     restore = restorer._restore_frames
 
-    def spy(clip, plan, start):
+    def spy(clip, plan, start, *rest):
         if start == calls["fail_at"]:
             raise calls["raise"]("simulated crash")
         calls["starts"].append(start)
-        return restore(clip, plan, start)
+        return restore(clip, plan, start, *rest)
 
     monkeypatch.setattr(restorer, "_restore_frames", spy)
     monkeypatch.setattr(jobs, "SEGMENT_FRAMES", 1)  # one segment per batch
@@ -94,3 +94,18 @@ def test_out_of_memory_names_the_settings_and_keeps_the_segments(restorer, count
     assert "\n" not in message and "--batch-size 1" in message
     assert "--offload" not in message  # it changes nothing on the CPU
     assert "--encode-tile 512 --decode-tile 512" in message and "resumes" in message
+
+
+def test_ctrl_c_keeps_segments_and_the_rerun_says_where_it_resumes(restorer, counted, source, tmp_path):
+    out = tmp_path / "out.mkv"
+    counted["raise"] = KeyboardInterrupt
+    counted["fail_at"] = restorer.plan_batches(13 + 2)[3].start
+    with pytest.raises(Cancelled) as stop:
+        restore_file(restorer, Job(source, out), settings=SETTINGS)
+    counted["fail_at"] = None
+    assert stop.value.kept > 0
+    resumed = []
+    result = restore_file(restorer, Job(source, out), settings=SETTINGS,
+                          on_resume=lambda job, frame, frames: resumed.append((frame, frames)))
+    assert resumed == [(stop.value.kept, 13)]
+    assert (result.frames, result.reused) == (13, stop.value.kept)

@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from media_fixtures import pattern, write_video
 from serve_support import Server, artefacts, chromium
+from test_readme import EVERY_BLOCK, SERVER_URL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -123,4 +124,14 @@ def test_api_restore_with_the_python_client(server: Server, clips):
     with pytest.raises(Exception, match="model 'elsewhere' is not offered here"):
         client.predict(handle_file(str(clips["clip"])), scale=2, model="elsewhere",
                        api_name="/restore")  # fmt: skip
+    assert server.job_folders() == []
+
+
+def test_the_readme_client_example_runs(server: Server, clips, tmp_path, monkeypatch):
+    (code,) = [c for c in EVERY_BLOCK if SERVER_URL in c]
+    write_video(tmp_path / "clip.mp4", pattern(3, 32, 48))  # few frames: 1080p stays quick
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code.replace(SERVER_URL, server.url), "README.md", "exec"), namespace)
+    assert streams(Path(namespace["out"]))[1] == 1080  # the last call: resolution 1080
     assert server.job_folders() == []

@@ -222,12 +222,28 @@ def _restore(args: argparse.Namespace) -> int:
         if args.report:
             report.write_report(args.report, report.build_report(None, refused, extra))
         return _summarise(refused)
-    restorer = pipeline.Restorer.from_pretrained(
-        args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
-        **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
-        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
-    )  # fmt: skip
-    results = _run_with_progress(restorer, jobs, selection, settings, quiet=args.quiet)
+    from seedvr2.console import RestoreBar, interrupts_cancel, messages_above_bar
+
+    restorer = None
+    display = RestoreBar(args.quiet, lambda job, frames: _planned_seconds(restorer, job, selection, frames))
+    try:
+        with messages_above_bar():
+            with display.loading(args.model or "seedvr2-small (bundled)"):
+                restorer = pipeline.Restorer.from_pretrained(
+                    args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
+                    **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
+                    **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+                )  # fmt: skip
+            restorer.on_progress = display.progress
+            with interrupts_cancel(restorer):
+                results = pipeline.run_jobs(restorer, jobs, selection, settings, display.frame,
+                                            display.start, display.resumed)  # fmt: skip
+    except KeyboardInterrupt as stop:
+        display.close()
+        print(_interrupted(getattr(stop, "kept", 0), len(display.started) - 1, args), file=sys.stderr)
+        return 130
+    finally:
+        display.close()
     if args.report:
         report.write_report(args.report, report.build_report(restorer, results, extra))
     return _summarise(results)
@@ -325,27 +341,27 @@ def _dry_run(args, options, jobs, selection, setup, device) -> int:
     return 0
 
 
-def _run_with_progress(restorer, jobs, selection, settings, quiet: bool):
-    from tqdm import tqdm
+def _planned_seconds(restorer, job, selection, frames: int) -> float | None:
+    """The planner's time for a job, for the ETA shown before any work is measured."""
+    from seedvr2.pipeline import jobs
 
-    from seedvr2.pipeline import run_jobs
+    if restorer is None:
+        return None
+    info = jobs.open_input(job, selection).info
+    return restorer.estimate_seconds((info.height, info.width), frames)
 
-    bar: list[tqdm] = []
 
-    def on_start(job, frames: int) -> None:
-        if bar:
-            bar.pop().close()
-        bar.append(tqdm(total=frames, unit="frame", desc=job.source.name, disable=quiet,
-                        dynamic_ncols=True, leave=True))  # fmt: skip
+def _interrupted(kept: int, finished: int, args: argparse.Namespace) -> str:
+    """The line printed after Ctrl-C: what is kept and how to resume."""
+    again = "the same command"
+    if finished > 0 and not (args.skip_existing or args.overwrite):
+        again += " with --skip-existing"  # the finished outputs exist now
+    return f"seedvr2: interrupted; run {again} to resume ({kept} frame(s) kept)"
 
-    def on_frame(count: int) -> None:
-        bar[-1].update(count)
 
-    try:
-        return run_jobs(restorer, jobs, selection, settings, on_frame, on_start)
-    finally:
-        if bar:
-            bar.pop().close()
+def _outputs(done) -> str:
+    names = [str(r.job.output) for r in done[:3]]
+    return ", ".join(names) + (f" and {len(done) - 3} more" if len(done) > 3 else "")
 
 
 def _summarise(results) -> int:
@@ -354,11 +370,15 @@ def _summarise(results) -> int:
     skipped = [r for r in results if r.status == "skipped"]
     for result in failed:
         print(f"seedvr2: error: {result.message}", file=sys.stderr)
-    frames = sum(r.frames for r in done)
+    frames = sum(r.frames - r.reused for r in done)  # restored in this run
     seconds = sum(r.seconds for r in done)
     rate = frames / seconds if seconds else 0.0
-    parts = [f"restored {len(done)} file(s), {frames} frame(s) in {seconds:.1f} s ({rate:.2f} "
-             "frames/s)"]  # fmt: skip
+    target = f" -> {_outputs(done)}" if done else ""
+    parts = [f"restored {len(done)} file(s){target}, {frames} frame(s) in {seconds:.1f} s "
+             f"({rate:.2f} frames/s)"]  # fmt: skip
+    reused = sum(r.reused for r in done)
+    if reused:
+        parts.append(f"{reused} frame(s) reused from the interrupted run")
     if skipped:
         parts.append(f"{len(skipped)} skipped (output exists)")
     if failed:

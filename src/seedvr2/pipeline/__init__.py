@@ -11,13 +11,16 @@ from .jobs import (
     run_jobs,
 )
 from .options import RestoreOptions, RuntimeOptions, VAETiling
+from .progress import Cancelled, Progress
 from .restorer import Restorer
 
 __all__ = [
+    "Cancelled",
     "InputSelection",
     "Job",
     "JobResult",
     "OutputSettings",
+    "Progress",
     "RestoreOptions",
     "Restorer",
     "RuntimeOptions",

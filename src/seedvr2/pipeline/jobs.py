@@ -34,6 +34,7 @@ from seedvr2.media import (
 )
 from seedvr2.media.atomic import MANIFEST, claimed
 
+from .progress import Cancelled
 from .restorer import BatchOutput, Restorer, StreamCursor
 from .resume import SEGMENT_FRAMES, WorkFolder, dequantize, quantize
 from .storage import check_free_space, render_key
@@ -121,8 +122,9 @@ class JobResult:
 
     job: Job
     status: str  # "done", "skipped", "failed"
-    frames: int = 0
+    frames: int = 0  # frames written, those reused from an interrupted render included
     seconds: float = 0.0
+    reused: int = 0  # frames taken from the saved segments of an interrupted render
     size: tuple[int, int] | None = None  # output (w, h)
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -359,8 +361,12 @@ def restore_file(
     settings: OutputSettings | None = None,
     on_frame: Callable[[int], None] | None = None,
     on_start: Callable[[Job, int], None] | None = None,
+    on_resume: Callable[[Job, int, int], None] | None = None,
 ) -> JobResult:
-    """Restore one input file into its output; ``on_frame(n)`` after each written frame.
+    """Restore one input file into its output.
+
+    ``on_start(job, frames)`` before the first frame, ``on_frame(n)`` after each written frame,
+    ``on_resume(job, frame, frames)`` when an interrupted render resumes at ``frame``.
 
     A video output is rendered in segments kept in a work folder until it is complete, so an
     interrupted render resumes where it stopped (``settings.resume``, see :mod:`.resume`).
@@ -368,6 +374,7 @@ def restore_file(
     Raises:
         SeedVR2Error: unreadable input or unwritable output; nothing is left half-written.
         OutOfMemory: the job cannot fit (refused before any work) or memory ran out.
+        Cancelled: Ctrl-C or :meth:`Restorer.cancel`; says how many frames are kept for a rerun.
     """
     selection = selection or InputSelection()
     settings = settings or OutputSettings()
@@ -377,7 +384,7 @@ def restore_file(
     if job.output.exists() and not settings.overwrite:
         raise OutputError(f"{job.output} exists; pass --overwrite to replace it or --skip-existing")
     with claimed(job.output):
-        return _restore_claimed(restorer, job, selection, settings, on_frame, on_start)
+        return _restore_claimed(restorer, job, selection, settings, on_frame, on_start, on_resume)
 
 
 def _restore_claimed(
@@ -387,6 +394,7 @@ def _restore_claimed(
     settings: OutputSettings,
     on_frame: Callable[[int], None] | None,
     on_start: Callable[[Job, int], None] | None,
+    on_resume: Callable[[Job, int, int], None] | None,
 ) -> JobResult:
     """:func:`restore_file` while the output is claimed by this process."""
     began = time.perf_counter()
@@ -414,6 +422,8 @@ def _restore_claimed(
             if work is not None:
                 layout = restorer.batch_outputs(count, cuts)
                 cursor = render.reuse(work, layout, shape)
+                if cursor is not None and on_resume is not None:
+                    on_resume(job, render.written, count)
             stamps: deque[int] = deque()
 
             def frames() -> Iterator[np.ndarray]:
@@ -428,14 +438,15 @@ def _restore_claimed(
     except OutOfMemory as error:  # the restorer's, any kind of device
         kept = " (finished segments are kept: the same command resumes)" if work else ""
         raise OutOfMemory(f"{job.source}: {error}{kept}") from None
+    except KeyboardInterrupt:  # Ctrl-C or Restorer.cancel(): the saved segments stay
+        raise Cancelled(f"{job.source}: interrupted", kept=render.kept) from None
     render.write_seconds += time.perf_counter() - closing  # the final encode and rename
     if work is not None:
         work.remove()
     timings = {k: v - phases.get(k, 0.0) for k, v in restorer.phase_totals().items()}
     timings["write"] = render.write_seconds
-    return JobResult(
-        job, "done", render.written, time.perf_counter() - began, render.size, timings=timings
-    )
+    return JobResult(job, "done", render.written, time.perf_counter() - began, size=render.size,
+                     reused=render.reused, timings=timings)  # fmt: skip
 
 
 class _Render:
@@ -446,6 +457,8 @@ class _Render:
     ) -> None:
         self.writer, self.timed, self.on_frame = writer, timed, on_frame
         self.written = 0
+        self.reused = 0  # frames written from saved segments
+        self.kept = 0  # frames in saved segments, for a rerun
         self.size: tuple[int, int] | None = None  # output (w, h)
         self.write_seconds = 0.0
         self._codes: list[np.ndarray] = []  # (H, W, c) uint16 frames of the unsaved segment
@@ -470,6 +483,7 @@ class _Render:
             for codes, pts in zip(segment.frames, segment.pts):
                 self._write(dequantize(codes), int(pts))
             cursor = segment.cursor
+        self.reused = self.kept = self.written
         if cursor is not None:
             log.info("resuming at frame %d of %s", self.written, work.path)
         self._first = 0 if cursor is None else cursor.next_batch
@@ -490,6 +504,7 @@ class _Render:
         if work is not None and len(self._codes) >= SEGMENT_FRAMES:
             try:
                 work.save(self._first, self._codes, self._pts, cursor)
+                self.kept += len(self._codes)
             except OSError as error:
                 raise OutputError(
                     f"{work.path}: cannot save restored frames ({error.strerror or error}); "
@@ -505,12 +520,15 @@ def run_jobs(
     settings: OutputSettings | None = None,
     on_frame: Callable[[int], None] | None = None,
     on_start: Callable[[Job, int], None] | None = None,
+    on_resume: Callable[[Job, int, int], None] | None = None,
 ) -> list[JobResult]:
-    """Restore every job with one loaded model; a failing input does not stop the others."""
+    """Restore every job with one loaded model; a failing input does not stop the others (Ctrl-C
+    and :class:`~.progress.Cancelled` stop them all). The callbacks are :func:`restore_file`'s."""
     results = []
     for job in jobs:
         try:
-            results.append(restore_file(restorer, job, selection, settings, on_frame, on_start))
+            results.append(restore_file(restorer, job, selection, settings, on_frame, on_start,
+                                        on_resume))  # fmt: skip
         except SeedVR2Error as error:
             results.append(JobResult(job, "failed", message=str(error)))
         except Exception as error:  # a bug or an unforeseen failure: the other files go on

@@ -82,10 +82,9 @@ class ModelFacts:
             return cls.of_networks(build_dit(name.removesuffix("-sharp")), build_vae())
 
 
-def model_facts(model: str | Path | None, cache_dir: str | Path | None = None) -> ModelFacts:
-    """Facts of ``--model`` (None: the bundled one) from local files only; never downloads.
-
-    A released preset that is not downloaded yet is described from its architecture.
+def local_model(model: str | Path | None, cache_dir: str | Path | None = None) -> ModelFiles | str:
+    """The files of ``--model`` (None: the bundled one) if local; never downloads. A released
+    preset that is not downloaded yet is returned as its name.
 
     Raises:
         SeedVR2Error: a model that is neither local nor a preset (a repo id not downloaded yet).
@@ -93,11 +92,18 @@ def model_facts(model: str | Path | None, cache_dir: str | Path | None = None) -
     spec = str(model) if model is not None else str(default_model())
     cache = None if cache_dir is None else Path(cache_dir)
     try:
-        return ModelFacts.of_files(locate_model(spec, cache_dir=cache, offline=True))
+        return locate_model(spec, cache_dir=cache, offline=True)
     except SeedVR2Error:
         if spec not in HUB_PRESETS:
             raise
-        return ModelFacts.of_preset(spec)
+        return spec
+
+
+def model_facts(model: str | Path | None, cache_dir: str | Path | None = None) -> ModelFacts:
+    """Facts of ``--model`` from local files only (see :func:`local_model`); a preset not
+    downloaded yet is described from its architecture."""
+    files = local_model(model, cache_dir)
+    return ModelFacts.of_preset(files) if isinstance(files, str) else ModelFacts.of_files(files)
 
 
 @dataclass(frozen=True)

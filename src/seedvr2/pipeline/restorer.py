@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +37,7 @@ from .block_swap import attach_block_swap
 from .color import color_correct
 from .compiling import compile_networks
 from .denoise import denoise_clips
+from .estimate import ModelShape, batch_flops, device_rate, estimate_seconds
 from .memory import (
     MemorySetup,
     ModelFacts,
@@ -47,6 +48,7 @@ from .memory import (
 )
 from .models import default_model
 from .options import RestoreOptions, RuntimeOptions
+from .progress import BatchProgress, Control, Progress
 from .runtime import check_attention, check_finite, resolve_device, resolve_dtype
 from .sizing import SizePlan, crop_output, plan_size, resize_and_pad
 
@@ -152,6 +154,8 @@ class Restorer:
         self.device = resolve_device(names[0])
         self.dtype = resolve_dtype(self.runtime.dtype, self.device)
         self.phase_seconds: defaultdict[str, float] = defaultdict(float)
+        self.control = Control()
+        self._rate: float | None = None  # FLOP/s of the devices, measured when first needed
         self.model.dit.attention_backend = self.runtime.attention
         home = torch.device("cpu") if self.runtime.offload else self.device
         for network in (model.dit, model.vae):
@@ -167,6 +171,8 @@ class Restorer:
             Restorer(m, self.options, replace(self.runtime, device=name, devices=()))
             for m, name in zip(replica_models, names[1:])
         ]
+        for replica in self.replicas:
+            replica.control = self.control
 
     @classmethod
     def from_pretrained(
@@ -228,6 +234,42 @@ class Restorer:
         """The same loaded model (and replicas) with some :class:`RestoreOptions` changed."""
         replicas = tuple(r.model for r in self.replicas)
         return Restorer(self.model, replace(self.options, **changes), self.runtime, replicas)
+
+    # -- progress and cancelling ------------------------------------------------------------
+
+    @property
+    def on_progress(self) -> Callable[[Progress], None] | None:
+        """Called with a :class:`~.progress.Progress` as each batch's phases advance (from the
+        thread restoring the batch: one per device)."""
+        return self.control.listener
+
+    @on_progress.setter
+    def on_progress(self, listener: Callable[[Progress], None] | None) -> None:
+        self.control.listener = listener
+
+    def cancel(self) -> None:
+        """Stop the restoration under way (safe from any thread or a signal handler): it raises
+        :class:`~.progress.Cancelled` within one DiT block, VAE tile, chunk or layer. Later
+        restorations stop too, until :meth:`clear_cancel`."""
+        self.control.cancel_request.set()
+
+    def clear_cancel(self) -> None:
+        """Let restorations run again after :meth:`cancel`."""
+        self.control.cancel_request.clear()
+
+    @property
+    def model_shape(self) -> ModelShape:
+        """The network configs and prompt length, for FLOP counts and time estimates."""
+        return ModelShape(self.model.dit.config, self.model.vae.config, self.model.text.shape[0])
+
+    def estimate_seconds(self, source: tuple[int, int], frames: int) -> float:
+        """Rough seconds to restore ``frames`` frames of ``source`` (h, w): the planned FLOPs
+        over a measured rate of the devices (see :mod:`.estimate`)."""
+        if self._rate is None:
+            self._rate = device_rate(self.device, self.dtype) * len(self.devices)
+        batches = [o.batch for o in self.batch_outputs(frames)]
+        return estimate_seconds(self.model_shape, self.options, batches, self.plan_size(source).padded,
+                                self._rate)  # fmt: skip
 
     def phase_totals(self) -> dict[str, float]:
         """Seconds spent so far per phase (encode, dit, decode), summed over all devices."""
@@ -347,12 +389,27 @@ class Restorer:
 
     @torch.no_grad()
     def restore_clip(
-        self, frames: torch.Tensor, plan: SizePlan, seed: int
+        self, frames: torch.Tensor, plan: SizePlan, seed: int, batch: int = 0, completes: int | None = None
     ) -> torch.Tensor:  # (f, 3, h, w) [0, 1] -> (f, 3, H, W) [0, 1], float32 on the CPU
-        """Restore one temporal batch: resize, encode, one DiT pass, decode, colour-correct."""
+        """Restore one temporal batch: resize, encode, one DiT pass, decode, colour-correct.
+
+        ``batch`` (its first frame) and ``completes`` (the output frames it finishes; default:
+        all) describe it in :attr:`on_progress` events.
+        """
         o = self.options
         count = frames.shape[0]
-        with self._phase("encode"):
+        vae, dit, tiling = self.model.vae, self.model.dit, o.tiling
+        flops = batch_flops(self.model_shape, o, count, plan.padded)
+        progress = BatchProgress(self.control, batch, count if completes is None else completes, flops)
+        factor = vae.config.spatial_factor
+        grid = ((pad_to_4n1(count) - 1) // vae.config.temporal_factor + 1,
+                plan.padded[0] // factor, plan.padded[1] // factor)  # latent (t, h, w); fmt: skip
+        encodes = vae.network_calls(grid, decode=False, temporal_chunk=tiling.temporal_chunk,
+                                    tile=_tile(tiling.encode_tile, tiling.overlap))  # fmt: skip
+        decodes = vae.network_calls(grid, decode=True, temporal_chunk=tiling.temporal_chunk,
+                                    tile=_tile(tiling.decode_tile, tiling.overlap))  # fmt: skip
+        passes = o.steps * (1 if o.cfg_scale == 1.0 else 2)
+        with self._phase("encode"), progress.phase("encode", [vae.encoder], encodes, vae.encoder.modules()):
             reference = resize_and_pad(frames.to(self.device, torch.float32), plan)  # (f, 3, H, W)
             mean, std = self._encode(reference)
         generator = torch.Generator().manual_seed(seed)  # CPU draws: the same on every device
@@ -367,9 +424,13 @@ class Restorer:
         )
         noise = gaussian(latent.shape)
         aug_noise = gaussian(latent.shape) if o.cond_noise_scale > 0 else None
-        with self._phase("dit"), self._on_device(self.model.dit):
+        with (
+            self._phase("dit"),
+            self._on_device(dit),
+            progress.phase("dit", dit.blocks, len(dit.blocks) * passes, dit.modules()),
+        ):
             (restored,) = denoise_clips(
-                self.model.dit,
+                dit,
                 noise=[noise],
                 lq_latents=[latent],
                 text=self.model.text.to(self.device),
@@ -380,7 +441,8 @@ class Restorer:
                 aug_noise=None if aug_noise is None else [aug_noise],
             )
         with self._phase("decode"):
-            video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
+            with progress.phase("decode", [vae.decoder], decodes, vae.decoder.modules()):
+                video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
             check_finite(video, self.device, self.dtype)
             video = color_correct(crop_output(video, plan), crop_output(reference, plan), o.color)
             return video.clamp_(0, 1).cpu()
@@ -397,21 +459,23 @@ class Restorer:
 
     def stream(
         self,
-        frames: Iterable[np.ndarray],  # each (h, w, c) float32 in [0, 1], c = 3 or 4
+        frames: Iterable[np.ndarray],  # each (h, w, c), c = 3 or 4: floats in [0, 1] or integers
         num_frames: int | None = None,
         cuts: Iterable[int] = (),
     ) -> Iterator[np.ndarray]:  # each (H, W, c) float32 in [0, 1]
         """Restore frames lazily, batch by batch; memory does not grow with the clip length.
 
-        ``num_frames`` is needed for a one-pass iterator (a list gives its length); ``cuts`` are
-        indices of frames that start a new shot. Alpha (c = 4) is resized, not restored.
+        Frames are those :meth:`restore` takes: floats in [0, 1] or integers over their full
+        range (uint8, uint16). ``num_frames`` is needed for a one-pass iterator (a list gives its
+        length); ``cuts`` are indices of frames that start a new shot. Alpha (c = 4) is resized,
+        not restored.
         """
         for part in self.stream_batches(frames, num_frames, cuts):
             yield from part.frames
 
     def stream_batches(
         self,
-        frames: Iterable[np.ndarray],  # each (h, w, c) float32 in [0, 1], c = 3 or 4
+        frames: Iterable[np.ndarray],  # each (h, w, c), as for stream()
         num_frames: int | None = None,
         cuts: Iterable[int] = (),
         resume: StreamCursor | None = None,
@@ -439,7 +503,7 @@ class Restorer:
         self.check_memory(plan.source, num_frames)
         cursor = resume or StreamCursor(0, None)
         clips = _batch_clips(feed, [o.batch for o in layout], cursor.next_batch, plan.source)
-        outputs = self._restore_in_order(clips, plan)
+        outputs = self._restore_in_order(clips, plan, {o.batch.start: o.frames for o in layout})
         pending = cursor.pending
 
         def message() -> str:
@@ -461,9 +525,14 @@ class Restorer:
                 )
 
     def _restore_in_order(
-        self, clips: Iterator[tuple[TemporalBatch, torch.Tensor]], plan: SizePlan
+        self,
+        clips: Iterator[tuple[TemporalBatch, torch.Tensor]],
+        plan: SizePlan,
+        completes: dict[int, int],
     ) -> Iterator[tuple[TemporalBatch, torch.Tensor]]:  # (f, c, h, w) -> (f, c, H, W)
         """Restore batches in order; with replicas, one batch per idle device at a time.
+
+        ``completes`` maps each batch's first frame to the output frames it finishes.
 
         Replicas named on the same device (``cpu,cpu``) take turns: sharing one device gains
         nothing, and running alone keeps its numbers identical to a single-device run.
@@ -471,7 +540,7 @@ class Restorer:
         workers = [self, *self.replicas]
         if len(workers) == 1:
             for batch, clip in clips:
-                yield batch, self._restore_frames(clip, plan, batch.start)
+                yield batch, self._restore_frames(clip, plan, batch.start, completes[batch.start])
             return
         idle: queue.Queue[Restorer] = queue.Queue()
         for worker in workers:
@@ -482,7 +551,7 @@ class Restorer:
             worker = idle.get()
             try:
                 with turns[worker.device]:
-                    return worker._restore_frames(clip, plan, batch.start)
+                    return worker._restore_frames(clip, plan, batch.start, completes[batch.start])
             finally:
                 idle.put(worker)
 
@@ -506,9 +575,9 @@ class Restorer:
             pool.shutdown(cancel_futures=True)
 
     def _restore_frames(
-        self, clip: torch.Tensor, plan: SizePlan, start: int
+        self, clip: torch.Tensor, plan: SizePlan, start: int, completes: int
     ) -> torch.Tensor:  # (f, c, h, w) -> (f, c, H, W)
-        rgb = self.restore_clip(clip[:, :3], plan, self.options.seed + start)
+        rgb = self.restore_clip(clip[:, :3], plan, self.options.seed + start, start, completes)
         if clip.shape[1] == 3:
             return rgb
         alpha = F.interpolate(
@@ -558,11 +627,16 @@ class Restorer:
             raise InputError(
                 f"restore() takes (f, h, w, c) or (h, w, c) frames with c = 3 or 4, got {array.shape}"
             )
-        if np.issubdtype(array.dtype, np.integer):
-            array = array / np.float32(np.iinfo(array.dtype).max)
-        elif not np.issubdtype(array.dtype, np.floating):
-            raise InputError(f"restore() takes float or integer frames, got {array.dtype}")
-        return array.astype(np.float32, copy=False), single
+        return _unit_float(array, "restore()"), single
+
+
+def _unit_float(array: np.ndarray, where: str) -> np.ndarray:
+    """Frames as float32 in [0, 1]: integers (uint8, uint16, ...) over their full range."""
+    if np.issubdtype(array.dtype, np.integer):
+        return (array / np.float32(np.iinfo(array.dtype).max)).astype(np.float32, copy=False)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{where} takes float or integer frames, got {array.dtype}")
+    return array.astype(np.float32, copy=False)
 
 def _batch_clips(
     frames: Iterator[np.ndarray], batches: list[TemporalBatch], first: int, size: tuple[int, int]
@@ -601,4 +675,4 @@ def _checked_frame(
             f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the clip started at "
             f"{size[1]}x{size[0]}; frames of one clip must share a size"
         )
-    return np.asarray(frame, dtype=np.float32)
+    return _unit_float(np.asarray(frame), "stream()")

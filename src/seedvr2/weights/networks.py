@@ -100,16 +100,28 @@ _KINDS = {  # kind -> (config from file and summary, resolve, differences, build
 }
 
 
+def _config(kind: str, path: Path, summary: CheckpointSummary) -> DiTConfig | VAEConfig:
+    find_config, resolve, _, _ = _KINDS[kind]
+    try:
+        return resolve(find_config(path, summary))
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its stored {kind.upper()} config is invalid: {error}") from None
+
+
+def network_config(kind: str, path: str | Path) -> DiTConfig | VAEConfig:
+    """The config the ``kind`` ("dit" or "vae") network of ``path`` is built with; reads the
+    file's header only."""
+    path = Path(path)
+    return _config(kind, path, state_dict_summary(tensor_header(path)))
+
+
 def _load(kind: str, path: str | Path, dtype: torch.dtype, device: Device) -> nn.Module:
     """Check ``path``'s config and tensor names/shapes (header only), then build and load."""
-    find_config, resolve, differences, build = _KINDS[kind]
+    _, _, differences, build = _KINDS[kind]
     path = Path(path)
     header = tensor_header(path)  # meta tensors: no data read yet
     summary = state_dict_summary(header)
-    try:
-        config = resolve(find_config(path, summary))
-    except (ConfigError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: its stored {kind.upper()} config is invalid: {error}") from None
+    config = _config(kind, path, summary)
     wrong = [
         f"{name} {claimed} in the config, {found} {what} in the tensors"
         for name, claimed, what, found in differences(config, summary, header)

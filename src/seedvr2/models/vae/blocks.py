@@ -15,6 +15,8 @@ from torch import nn
 
 from .causal import CausalCache, CausalConv3d, ChunkPhase
 
+QUERY_CHUNK = 4096  # frame positions attended to at once by the mid blocks' attention
+
 
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm with statistics per frame (never across time): time is folded into the batch."""
@@ -62,8 +64,16 @@ class FrameAttention(nn.Module):
         b, _, t, h, w = x.shape
         y = self.group_norm(rearrange(x, "b c t h w -> (b t) c h w"))
         y = rearrange(y, "f c h w -> f 1 (h w) c")  # one head; 4-D selects fused SDPA kernels
-        y = F.scaled_dot_product_attention(self.to_q(y), self.to_k(y), self.to_v(y))
-        y = self.to_out[0](y)  # (b*t, 1, h*w, c)
+        q, k, v = self.to_q(y), self.to_k(y), self.to_v(y)
+        # Frame by frame and QUERY_CHUNK positions at a time: the same result, less memory, and
+        # no single call long enough (minutes on a CPU for large frames) to delay an interrupt.
+        y = torch.cat([
+            torch.cat([
+                self.to_out[0](F.scaled_dot_product_attention(part, k[i : i + 1], v[i : i + 1]))
+                for part in q[i : i + 1].split(QUERY_CHUNK, dim=2)
+            ], dim=2)
+            for i in range(q.shape[0])
+        ])  # (b*t, 1, h*w, c)
         return x + rearrange(y, "(b t) 1 (h w) c -> b c t h w", b=b, h=h)
 
 

@@ -24,7 +24,7 @@ from seedvr2.errors import InputError
 from .blocks import DownBlock, Downsample, FrameGroupNorm, MidBlock, UpBlock, Upsample
 from .causal import CausalCache, CausalConv3d, run_in_chunks
 from .config import VAEConfig, resolve_vae_config
-from .tiling import TileSpec, tiled_map
+from .tiling import TileSpec, tile_spans, tiled_map
 
 Net = Callable[[torch.Tensor, CausalCache | None], torch.Tensor]
 
@@ -183,6 +183,28 @@ class VideoAutoencoder(nn.Module):
             in_scale=1, out_scale=self.config.spatial_factor,
         )
         return video.squeeze(2) if image else video
+
+    def network_calls(
+        self,
+        latent_shape: tuple[int, int, int],  # (t, h, w) of the latent
+        *,
+        decode: bool,
+        temporal_chunk: int | None = None,
+        tile: TileSpec | None = None,
+    ) -> int:
+        """How many times :meth:`encode` or :meth:`decode` runs its network on a clip of this
+        latent shape: spatial tiles x temporal chunks."""
+        t, h, w = latent_shape
+        frames = (t - 1) * self.config.temporal_factor + 1
+        chunk = self._chunk(temporal_chunk)
+        chunk = chunk // self.config.temporal_factor if decode else chunk
+        length = t if decode else frames
+        chunks = 1 if chunk == 0 or length <= 1 + chunk else 1 + -(-(length - 1 - chunk) // chunk)
+        if tile is None:
+            return chunks
+        size, overlap = tile.in_cells(self.config.spatial_factor)
+        rows, cols = (len(tile_spans(n, size[a], overlap[a])) for a, n in enumerate((h, w)))
+        return chunks * rows * cols
 
     def _check(
         self, x: torch.Tensor, channels: int, time_factor: int, space_factor: int, name: str

@@ -11,6 +11,8 @@ from rank_support import run_ranks
 from seedvr2.models.dit import build_dit
 from seedvr2.models.dit.attention import build_window_plan
 from seedvr2.models.dit.sequence_parallel import Exchange, SequenceParallel, shard_plan
+from seedvr2.models.vae import TileSpec, build_vae
+from seedvr2.models.vae.sequence_parallel import TimeSplit, deal_chunks
 
 # Two clips of several windows each, and a one-window image (a rank may get none of its rows).
 SHAPES = [(5, 12, 20), (3, 10, 6), (1, 4, 4)]
@@ -93,3 +95,47 @@ def test_two_ranks_equal_one_process(preset: str, tmp_path: Path) -> None:
         got = torch.load(tmp_path / f"rank{rank}.pt")
         error = float((got - expected).abs().max() / expected.abs().max())
         assert error < 1e-5, error
+
+
+def _vae_outputs(vae, video: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Encode and decode with chunks (4 and 3 of them) and with tiles."""
+    tile = TileSpec(24, 8)
+    latent = vae.encode(video, temporal_chunk=4).mean  # 4 chunks: 2 per rank
+    return {
+        "encode": latent,
+        "encode_tiled": vae.encode(video[:, :, :13], temporal_chunk=4, tile=tile).mean,  # 3 chunks
+        "decode": vae.decode(latent, temporal_chunk=4),
+        "decode_tiled": vae.decode(latent, temporal_chunk=8, tile=tile),  # 2 chunks
+        "decode_one_chunk": vae.decode(latent, temporal_chunk=0),
+    }
+
+
+def _vae_and_video():
+    torch.manual_seed(0)
+    vae = build_vae("tiny").eval()
+    video = torch.rand(1, 3, 17, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return vae, video
+
+
+def _time_split_vae(rank: int, out: Path) -> None:
+    vae, video = _vae_and_video()
+    vae.time_split = TimeSplit()
+    with torch.no_grad():
+        torch.save(_vae_outputs(vae, video), out / f"vae{rank}.pt")
+
+
+def test_vae_chunks_on_two_ranks_equal_one_process(tmp_path: Path) -> None:
+    vae, video = _vae_and_video()
+    with torch.no_grad():
+        expected = _vae_outputs(vae, video)
+    run_ranks(_time_split_vae, 2, tmp_path)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"vae{rank}.pt")
+        for name, value in expected.items():
+            assert got[name].shape == value.shape, name
+            assert torch.allclose(got[name], value, rtol=1e-5, atol=1e-5), name
+
+
+def test_chunks_are_dealt_in_contiguous_runs() -> None:
+    assert deal_chunks(5, 2) == [range(0, 3), range(3, 5)]
+    assert deal_chunks(4, 3) == [range(0, 2), range(2, 3), range(3, 4)]

@@ -12,6 +12,7 @@ the rerun to resume from.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from seedvr2.errors import InputError, RankLost
 from .runtime import resolve_device
 from .sizing import SizePlan
 
+log = logging.getLogger(__name__)
 TIMEOUT = timedelta(minutes=30)  # a collective waiting longer than this fails (a hung rank)
 TORCHRUN = "torchrun --standalone --nproc-per-node N -m seedvr2 restore ... --sequence-parallel"
 
@@ -51,7 +53,8 @@ class Team:
         except RuntimeError as error:
             if isinstance(error, RankLost) or not _peer_failure(error):
                 raise
-            raise self.lost(str(error).splitlines()[0]) from None
+            log.info("collective failed: %s", error)
+            raise self.lost("its connection closed") from None
 
     def lost(self, why: str) -> RankLost:
         return RankLost(

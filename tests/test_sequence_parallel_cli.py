@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from media_fixtures import pattern, write_video
+from seedvr2.cli import main
 from seedvr2.media import read_frames
 
 # several batches (9 frames, 4 cross-faded), each in 2 VAE chunks (one per rank) and 2x2 tiles
@@ -49,11 +50,31 @@ def test_two_ranks_write_what_one_process_writes(tiny_model: Path, tmp_path: Pat
                      *SETTINGS]).returncode == 0  # fmt: skip
     report = out / "report.json"
     done = _seedvr2(["restore", str(source), "-o", str(out / "two.mkv"), "--model",
-                     str(tiny_model), "--report", str(report), *SETTINGS], ranks=2)  # fmt: skip
+                     str(tiny_model), "--report", str(report), *SETTINGS, "--swap-blocks", "2"],
+                    ranks=2)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("restored 1 file(s), 17 frame(s)") == 1  # rank 0 alone reports
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "two.mkv"]
     _assert_same_output(one, out / "two.mkv")
+
+
+def test_dry_run_shows_the_estimate_per_process_once(tiny_model: Path, tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mkv", pattern(9, 48, 64), codec="ffv1", pix_fmt="yuv444p")
+    args = ["restore", str(source), "-o", str(tmp_path / "out.mkv"), "--model", str(tiny_model),
+            "--dry-run", *SETTINGS]  # fmt: skip
+    done = _seedvr2(args, ranks=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("dry run: 1 job(s) on cpu in float32, per process of 2") == 1
+    assert done.stdout.count("memory  about") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_without_torchrun_the_flag_says_how_to_launch(tmp_path: Path, capsys) -> None:
+    source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
+    with pytest.raises(SystemExit) as exit_code:
+        main(["restore", str(source), "-o", str(tmp_path / "out.mkv"), "--sequence-parallel"])
+    assert exit_code.value.code == 2
+    assert "torchrun --standalone --nproc-per-node N -m seedvr2" in capsys.readouterr().err
 
 
 def _worker(launcher: int, rank: int) -> int:

@@ -115,6 +115,9 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
                    "device")  # fmt: skip
     g.add_argument("--swap-blocks", type=COUNT, default=0, metavar="N", help="keep N DiT blocks "
                    "on the CPU, streaming each to the GPU when used (less memory, slower)")  # fmt: skip
+    g.add_argument("--sequence-parallel", action="store_true", help="split each batch over the "
+                   "processes of torchrun --nproc-per-node N -m seedvr2 restore ... (less memory "
+                   "per process; rank 0 reads and writes)")  # fmt: skip
     g = p.add_argument_group("input selection")
     g.add_argument("--start", default="0", help="time to skip: seconds, mm:ss or hh:mm:ss.ms")
     g.add_argument("--duration", help="time to restore: seconds, mm:ss or hh:mm:ss.ms")
@@ -201,20 +204,43 @@ def _format_choice(value: str | None) -> tuple[str | None, str | None]:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from seedvr2 import pipeline
-    from seedvr2.pipeline import planning, report
+    from seedvr2.pipeline import distributed
     from seedvr2.pipeline.memory import MemorySetup
     from seedvr2.pipeline.runtime import check_attention, resolve_device, resolve_dtype
 
     with _usage(args.parser):  # every argument, before any input is read or model loaded
         settings, selection, options, runtime = _restore_settings(args)
+        team = distributed.join(runtime.device) if runtime.sequence_parallel else None
         option = "--devices" if runtime.devices else "--device"
         devices = [resolve_device(name, option) for name in runtime.device_names]
+        devices = devices if team is None else [team.device]
         setup = MemorySetup.of_runtime(runtime, devices[0], resolve_dtype(runtime.dtype, devices[0]))
         check_attention(runtime.attention, devices[0], setup.dtype)
-    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
+    if team is not None and not team.leads:  # rank 0 reads, plans, writes and reports
+        if not args.dry_run:
+            _load_restorer(args, runtime, options).follow()
+        return 0
     if args.dry_run:
-        return _dry_run(args, options, jobs, selection, setup, devices[0])
+        return _dry_run(args, options, settings, selection, setup, devices[0])
+    with distributed.leading(team):
+        return _restore_jobs(args, settings, selection, options, runtime, setup, devices)
+
+
+def _load_restorer(args, runtime, options):
+    from seedvr2 import pipeline
+
+    return pipeline.Restorer.from_pretrained(
+        args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
+        **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
+        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
+    )  # fmt: skip
+
+
+def _restore_jobs(args, settings, selection, options, runtime, setup, devices) -> int:
+    from seedvr2 import pipeline
+    from seedvr2.pipeline import planning, report
+
+    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
     facts = _model_facts(args) if runtime.memory_check else None
     extra = {"command": sys.argv, "selection": selection, "output_settings": settings}
     refused = planning.refuse_all(jobs, options, selection, facts, setup, devices)
@@ -229,11 +255,7 @@ def _restore(args: argparse.Namespace) -> int:
     try:
         with messages_above_bar():
             with display.loading(args.model or "seedvr2-small (bundled)"):
-                restorer = pipeline.Restorer.from_pretrained(
-                    args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
-                    **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
-                    **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
-                )  # fmt: skip
+                restorer = _load_restorer(args, runtime, options)
             restorer.on_progress = display.progress
             with interrupts_cancel(restorer):
                 results = pipeline.run_jobs(restorer, jobs, selection, settings, display.frame,
@@ -293,6 +315,7 @@ def _restore_settings(
         device=args.device, dtype=args.dtype, offload=args.offload, attention=args.attention,
         devices=tuple(args.devices.split(",")) if args.devices else (),
         swap_blocks=args.swap_blocks, compile=args.compile, memory_check=not args.no_memory_check,
+        sequence_parallel=args.sequence_parallel,
     )  # fmt: skip
     if args.report is not None:
         _check_report_path(Path(args.report))
@@ -320,11 +343,15 @@ def _model_facts(args: argparse.Namespace) -> ModelFacts | None:
         return None
 
 
-def _dry_run(args, options, jobs, selection, setup, device) -> int:
+def _dry_run(args, options, settings, selection, setup, device) -> int:
+    from seedvr2 import pipeline
     from seedvr2.pipeline import memory, planning, runtime
 
+    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
     available = runtime.available_memory_bytes(device)
-    print(f"dry run: {len(jobs)} job(s) on {device} in {str(setup.dtype).removeprefix('torch.')}")
+    ranks = f", per process of {setup.ranks}" if setup.ranks > 1 else ""
+    print(f"dry run: {len(jobs)} job(s) on {device} in {str(setup.dtype).removeprefix('torch.')}"
+          f"{ranks}")  # fmt: skip
     try:
         facts = memory.model_facts(args.model, args.cache_dir)
     except SeedVR2Error as error:

@@ -30,3 +30,7 @@ class ConfigError(SeedVR2Error):
 
 class OutOfMemory(SeedVR2Error):
     """The device ran out of memory; the message names the settings that lower the peak."""
+
+
+class RankLost(SeedVR2Error):
+    """Another process of a multi-process (torchrun) run stopped; this one cannot go on."""

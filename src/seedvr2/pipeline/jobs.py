@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seedvr2.errors import InputError, OutOfMemory, OutputError, SeedVR2Error
+from seedvr2.errors import InputError, OutOfMemory, OutputError, RankLost, SeedVR2Error
 from seedvr2.media import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -529,6 +529,8 @@ def run_jobs(
         try:
             results.append(restore_file(restorer, job, selection, settings, on_frame, on_start,
                                         on_resume))  # fmt: skip
+        except RankLost:  # the run itself is over
+            raise
         except SeedVR2Error as error:
             results.append(JobResult(job, "failed", message=str(error)))
         except Exception as error:  # a bug or an unforeseen failure: the other files go on

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from seedvr2.errors import OutOfMemory, SeedVR2Error
 from seedvr2.models import build_dit, build_vae
@@ -114,10 +115,13 @@ class MemorySetup:
     offload: bool = False
     swap_blocks: int = 0
     device_type: str = "cuda"  # on the CPU, offloading and block swapping change nothing
+    ranks: int = 1  # processes sharing each batch (sequence parallel): the DiT tokens are split
 
     @classmethod
     def of_runtime(cls, options: RuntimeOptions, device: torch.device, dtype: torch.dtype) -> MemorySetup:
-        return cls(dtype, options.offload, options.swap_blocks, device.type)
+        joined = options.sequence_parallel and dist.is_initialized()
+        ranks = dist.get_world_size() if joined else 1
+        return cls(dtype, options.offload, options.swap_blocks, device.type, ranks)
 
     @property
     def moves_weights(self) -> bool:
@@ -148,7 +152,7 @@ def estimate_peak_bytes(
     longest = max(batch.padded_length for batch in job_batches(work.frames, options))
     latent_frames = (pad_to_4n1(longest) - 1) // 4 + 1
     tokens = latent_frames * (height // 16) * (width // 16)
-    dit = tokens * model.dit_width * ACTIVATION_WIDTHS * size
+    dit = tokens * model.dit_width * ACTIVATION_WIDTHS * size // setup.ranks
     tiling = options.tiling
     tile_h = min(height, tiling.decode_tile or height)
     tile_w = min(width, tiling.decode_tile or width)

@@ -86,10 +86,13 @@ class RuntimeOptions:
     swap_blocks: int = 0  # DiT blocks kept on the CPU and streamed to the device when used
     compile: bool = False  # torch.compile the DiT blocks and the VAE (slow first batch)
     memory_check: bool = True  # refuse a job whose estimated peak exceeds the memory available
+    sequence_parallel: bool = False  # split each batch over the processes torchrun started
 
     def __post_init__(self) -> None:
         if self.swap_blocks < 0:
             raise InputError(f"--swap-blocks must be >= 0, got {self.swap_blocks}")
+        if self.sequence_parallel and self.devices:
+            raise InputError("--sequence-parallel takes one device per process; leave out --devices")
 
     @property
     def device_names(self) -> tuple[str, ...]:

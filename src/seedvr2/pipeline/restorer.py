@@ -27,7 +27,9 @@ from seedvr2.digests import file_sha256
 from seedvr2.errors import InputError
 from seedvr2.media import open_media
 from seedvr2.models.dit import SeedVR2DiT
+from seedvr2.models.dit.sequence_parallel import SequenceParallel
 from seedvr2.models.vae import TileSpec, VideoAutoencoder
+from seedvr2.models.vae.sequence_parallel import TimeSplit
 from seedvr2.weights import ModelFiles, load_text_embedding, locate_model
 from seedvr2.weights.adapters import check_base, merge_adapters, parse_adapter, read_adapter
 from seedvr2.weights.networks import load_dit, load_vae
@@ -37,6 +39,7 @@ from .block_swap import attach_block_swap
 from .color import color_correct
 from .compiling import compile_networks
 from .denoise import denoise_clips
+from .distributed import Team, join
 from .estimate import ModelShape, batch_flops, device_rate, estimate_seconds
 from .memory import (
     MemorySetup,
@@ -151,7 +154,10 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.runtime = runtime or RuntimeOptions()
         names = self.runtime.device_names
-        self.device = resolve_device(names[0])
+        self.team: Team | None = join(names[0]) if self.runtime.sequence_parallel else None
+        self.device = resolve_device(names[0]) if self.team is None else self.team.device
+        model.dit.sequence_parallel = None if self.team is None else SequenceParallel()
+        model.vae.time_split = None if self.team is None else TimeSplit()
         self.dtype = resolve_dtype(self.runtime.dtype, self.device)
         self.phase_seconds: defaultdict[str, float] = defaultdict(float)
         self.control = Control()
@@ -187,6 +193,7 @@ class Restorer:
         swap_blocks: int = 0,
         compile: bool = False,
         memory_check: bool = True,
+        sequence_parallel: bool = False,
         cache_dir: str | Path | None = None,
         offline: bool = False,
         endpoint: str | None = None,
@@ -199,7 +206,9 @@ class Restorer:
         of a LoRA run) as ``ADAPTER[:SCALE]``, merged into the DiT at load; an adapter made for
         another DiT file is refused. ``options`` are :class:`RestoreOptions` fields;
         ``devices`` (e.g. ``("cuda:0", "cuda:1")``) restore batches in parallel;
-        ``memory_check=False`` lets jobs start whose estimated peak exceeds the free memory.
+        ``memory_check=False`` lets jobs start whose estimated peak exceeds the free memory;
+        ``sequence_parallel`` (under torchrun) splits each batch over the processes, see
+        :meth:`restore_clip`.
 
         Raises:
             OutOfMemory: the device cannot hold the model, with the settings that lower its share.
@@ -207,6 +216,7 @@ class Restorer:
         runtime = RuntimeOptions(
             device=device, dtype=dtype, offload=offload, attention=attention, devices=tuple(devices),
             swap_blocks=swap_blocks, compile=compile, memory_check=memory_check,
+            sequence_parallel=sequence_parallel,
         )
         files = locate_model(
             str(model if model is not None else default_model()),
@@ -214,7 +224,8 @@ class Restorer:
             offline=offline,
             endpoint=endpoint,
         )
-        target = resolve_device(runtime.device_names[0])
+        name = runtime.device_names[0]
+        target = join(name).device if sequence_parallel else resolve_device(name)
         precision = resolve_dtype(dtype, target)
         check_attention(attention, target, precision)
         home = "cpu" if offload else target
@@ -387,15 +398,31 @@ class Restorer:
             ).float()
         return video if video.ndim == 4 else rearrange(video, "1 c f h w -> f c h w")
 
-    @torch.no_grad()
     def restore_clip(
         self, frames: torch.Tensor, plan: SizePlan, seed: int, batch: int = 0, completes: int | None = None
     ) -> torch.Tensor:  # (f, 3, h, w) [0, 1] -> (f, 3, H, W) [0, 1], float32 on the CPU
         """Restore one temporal batch: resize, encode, one DiT pass, decode, colour-correct.
 
         ``batch`` (its first frame) and ``completes`` (the output frames it finishes; default:
-        all) describe it in :attr:`on_progress` events.
+        all) describe it in :attr:`on_progress` events. Sequence parallel: rank 0 sends the batch
+        to the other ranks (waiting in :meth:`follow`) and all restore it together; a rank that
+        stops raises :class:`RankLost` here.
         """
+        if self.team is None:
+            return self._restore_clip(frames, plan, seed, batch, completes)
+        if self.team.leads:
+            self.team.announce(frames, plan, seed)
+        with self.team.guard():
+            return self._restore_clip(frames, plan, seed, batch, completes)
+
+    def follow(self) -> None:
+        """Ranks other than 0: restore the batches rank 0 announces until it is done."""
+        self.team.follow(self.restore_clip)
+
+    @torch.no_grad()
+    def _restore_clip(
+        self, frames: torch.Tensor, plan: SizePlan, seed: int, batch: int, completes: int | None
+    ) -> torch.Tensor:
         o = self.options
         count = frames.shape[0]
         vae, dit, tiling = self.model.vae, self.model.dit, o.tiling

@@ -16,6 +16,7 @@ Dimension key: ``g`` windows in a group, ``s`` segment length, ``l`` tokens, ``n
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +50,9 @@ class WindowPlan:
     windows_per_txt_row: torch.Tensor  # (l_txt, 1) windows of the clip each text row belongs to
     # Per-plan values every block reuses (e.g. RoPE factors per video row), filled on first use.
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # Adds the text outputs (l_txt, n, k) summed over these windows to those of the windows other
+    # processes hold (sequence parallel, see sequence_parallel.py); None: the plan has them all.
+    text_sum: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
 
 
 def build_window_plan(

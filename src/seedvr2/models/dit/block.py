@@ -105,6 +105,8 @@ class JointWindowAttention(nn.Module):
         o_vid = self.proj_out.stream("vid")(out_vid.flatten(1))
         if out_txt is None:
             return o_vid, None
+        if plan.text_sum is not None:
+            out_txt = plan.text_sum(out_txt)
         mean_txt = out_txt.flatten(1) / plan.windows_per_txt_row.to(out_txt.dtype)
         return o_vid, self.proj_out.stream("txt")(mean_txt)
 

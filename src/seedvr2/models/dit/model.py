@@ -29,6 +29,7 @@ from .layers import (
     split_time_embedding,
     unpatchify,
 )
+from .sequence_parallel import SequenceParallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SeedVR2DiT(nn.Module):
         self.config = config
         self.attention_backend: Backend = "auto"
         self.gradient_checkpointing = False
+        self.sequence_parallel: SequenceParallel | None = None  # set: tokens split over processes
         factory = dict(device=device, dtype=dtype)
         d = config.dim
         self.vid_in = PatchLinear(config.patch_channels, d, **factory)
@@ -161,6 +163,10 @@ class SeedVR2DiT(nn.Module):
 
     def unembed(self, state: TokenState) -> torch.Tensor:  # (l, 16)
         """Output head: (3B) norm and modulation, projection, unpatchify."""
+        return unpatchify(self.head(state), state.vid_shape, self.config.patch_size)
+
+    def head(self, state: TokenState) -> torch.Tensor:  # (l', 16 * ph * pw)
+        """The output head before unpatchify, per patched row (of those ``state`` holds)."""
         x_vid = state.vid
         if self.config.out_norm:
             # The official cache-key collision makes the output head reuse the *attention*
@@ -171,7 +177,7 @@ class SeedVR2DiT(nn.Module):
                 self.vid_out_norm(x_vid),
                 Modulation(per_token(out.shift, lengths), per_token(out.scale, lengths), 0),
             )
-        return unpatchify(self.vid_out(x_vid), state.vid_shape, self.config.patch_size)
+        return self.vid_out(x_vid)
 
     def forward(
         self,
@@ -182,9 +188,15 @@ class SeedVR2DiT(nn.Module):
         timestep: torch.Tensor | float,  # (b,) or scalar, in [0, 1000]
     ) -> torch.Tensor:  # (l, 16) packed velocity
         state = self.embed(vid, txt, vid_shape, txt_shape, timestep)
-        for index in range(len(self.blocks)):
-            state = self.run_block(index, state)
-        return self.unembed(state)
+        if self.sequence_parallel is None:
+            for index in range(len(self.blocks)):
+                state = self.run_block(index, state)
+            return self.unembed(state)
+        sharding = self.sequence_parallel.shard(state.plans, state.vid_lengths)
+        for index, block in enumerate(self.blocks):
+            state = self.run_block(index, sharding.enter(state, block.shifted))
+        rows = sharding.gather(self.head(state))  # (l', 16 * ph * pw), every rank's
+        return unpatchify(rows, state.vid_shape, self.config.patch_size)
 
 
 def build_dit(

@@ -33,8 +33,8 @@ class CausalCache:
         self.phase = ChunkPhase.FIRST
         self._tails: dict[nn.Module, torch.Tensor] = {}
 
-    def continue_from(self, conv: nn.Module) -> torch.Tensor:
-        """The frames ``conv`` kept from the previous chunk."""
+    def continue_from(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The frames ``conv`` kept from the previous chunk (``x``: this chunk's input to it)."""
         return self._tails[conv]
 
     def keep(self, conv: nn.Module, frames: torch.Tensor) -> None:
@@ -90,7 +90,7 @@ class CausalConv3d(nn.Conv3d):
             if cache is None or cache.phase is ChunkPhase.FIRST:
                 head = torch.cat([x[:, :, :1]] * self.head_frames, dim=2)
             else:
-                head = cache.continue_from(self)
+                head = cache.continue_from(self, x)
             x = torch.cat([head, x], dim=2)  # (b, c, head + t, h, w)
         if cache is not None and self.tail_frames:
             # Chunks must end where a strided window ends, or the next chunk would misalign.

@@ -24,6 +24,7 @@ from seedvr2.errors import InputError
 from .blocks import DownBlock, Downsample, FrameGroupNorm, MidBlock, UpBlock, Upsample
 from .causal import CausalCache, CausalConv3d, run_in_chunks
 from .config import VAEConfig, resolve_vae_config
+from .sequence_parallel import TimeSplit
 from .tiling import TileSpec, tile_spans, tiled_map
 
 Net = Callable[[torch.Tensor, CausalCache | None], torch.Tensor]
@@ -105,11 +106,15 @@ class Decoder(nn.Module):
         return self.conv_out(x, cache)  # (b, 3, f, H, W)
 
 
-def _in_time_chunks(net: Net, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``net`` on frame 0 plus ``chunk`` frames, then on ``chunk`` frames at a time; 0 = at once."""
+def _in_time_chunks(net: Net, x: torch.Tensor, chunk: int, split: TimeSplit | None) -> torch.Tensor:
+    """``net`` on frame 0 plus ``chunk`` frames, then on ``chunk`` frames at a time; 0 = at once.
+
+    With ``split``, the chunks are shared among processes (see :mod:`.sequence_parallel`).
+    """
     if chunk == 0 or x.shape[2] <= 1 + chunk:
         return net(x, None)
-    return run_in_chunks(net, [x[:, :, : 1 + chunk], *x[:, :, 1 + chunk :].split(chunk, dim=2)])
+    chunks = [x[:, :, : 1 + chunk], *x[:, :, 1 + chunk :].split(chunk, dim=2)]
+    return run_in_chunks(net, chunks) if split is None else split.run(net, chunks)
 
 
 class VideoAutoencoder(nn.Module):
@@ -129,6 +134,7 @@ class VideoAutoencoder(nn.Module):
         self.config = config
         self.encoder = Encoder(config, device=device, dtype=dtype)
         self.decoder = Decoder(config, device=device, dtype=dtype)
+        self.time_split: TimeSplit | None = None  # set: temporal chunks split over processes
 
     def encode(
         self,
@@ -151,7 +157,7 @@ class VideoAutoencoder(nn.Module):
         x = x.to(self.encoder.conv_in.weight.dtype)
         chunk = self._chunk(temporal_chunk)
         moments = self._tiled(
-            lambda v: _in_time_chunks(self.encoder, v, chunk), x, tile,
+            lambda v: _in_time_chunks(self.encoder, v, chunk, self.time_split), x, tile,
             in_scale=self.config.spatial_factor, out_scale=1,
         )  # (b, 2 * latent, t, h, w)
         mean, logvar = moments.chunk(2, dim=1)
@@ -179,7 +185,7 @@ class VideoAutoencoder(nn.Module):
         z = z.to(self.decoder.conv_in.weight.dtype)
         chunk = self._chunk(temporal_chunk) // self.config.temporal_factor
         video = self._tiled(
-            lambda v: _in_time_chunks(self.decoder, v, chunk), z, tile,
+            lambda v: _in_time_chunks(self.decoder, v, chunk, self.time_split), z, tile,
             in_scale=1, out_scale=self.config.spatial_factor,
         )
         return video.squeeze(2) if image else video

@@ -1,0 +1,136 @@
+"""The processes of a sequence-parallel run under torchrun: joining, lockstep batches, failures.
+
+Rank 0 runs the jobs as one process would: it alone reads inputs and writes outputs, resume
+segments and reports. Before each batch it broadcasts the batch's frames and settings; the other
+ranks wait for them in :meth:`Team.follow` and restore the same batch with it, every DiT call and
+VAE pass split across all ranks (``models.dit.sequence_parallel``, ``models.vae.sequence_parallel``).
+A rank that stops makes the others' next collective fail (or torchrun sends them SIGTERM): they
+raise :class:`~seedvr2.errors.RankLost`, a one-line error, and the finished segments stay for
+the rerun to resume from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from seedvr2.errors import InputError, RankLost
+
+from .runtime import resolve_device
+from .sizing import SizePlan
+
+log = logging.getLogger(__name__)
+TIMEOUT = timedelta(minutes=30)  # a collective waiting longer than this fails (a hung rank)
+TORCHRUN = "torchrun --standalone --nproc-per-node N -m seedvr2 restore ... --sequence-parallel"
+
+
+@dataclass(frozen=True)
+class Team:
+    """This process's place in the run."""
+
+    rank: int
+    size: int
+    device: torch.device
+
+    @property
+    def leads(self) -> bool:
+        """Whether this rank reads the inputs and writes the outputs."""
+        return self.rank == 0
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn a failed collective (a peer stopped) into :class:`RankLost`."""
+        try:
+            yield
+        except RuntimeError as error:
+            if isinstance(error, RankLost) or not _peer_failure(error):
+                raise
+            log.info("collective failed: %s", error)
+            raise self.lost("its connection closed") from None
+
+    def lost(self, why: str) -> RankLost:
+        return RankLost(
+            f"rank {self.rank} of {self.size}: another process of the run stopped ({why}); "
+            "finished segments are kept: run the same command to resume"
+        )
+
+    def announce(self, frames: torch.Tensor, plan: SizePlan, seed: int) -> None:
+        """Rank 0: send the next batch, ``frames`` (f, 3, h, w), to the other ranks."""
+        with self.guard():
+            dist.broadcast_object_list([(tuple(frames.shape), plan, seed)], src=0)
+            dist.broadcast(frames.contiguous().cpu(), src=0)
+
+    def finish(self) -> None:
+        """Rank 0: tell the other ranks that no batch follows."""
+        with self.guard():
+            dist.broadcast_object_list([None], src=0)
+
+    def follow(self, restore: Callable[[torch.Tensor, SizePlan, int], object]) -> None:
+        """Other ranks: ``restore(frames, plan, seed)`` every batch rank 0 announces, until done."""
+        while True:
+            with self.guard():
+                message = [None]
+                dist.broadcast_object_list(message, src=0)
+                if message[0] is None:
+                    return
+                shape, plan, seed = message[0]
+                frames = torch.empty(shape)
+                dist.broadcast(frames, src=0)
+            restore(frames, plan, seed)
+
+
+def _peer_failure(error: RuntimeError) -> bool:
+    text = str(error)
+    return any(sign in text for sign in ("Connection closed by peer", "Connection reset",
+                                         "Broken pipe", "NCCL", "timed out", "Timed out"))
+
+
+def join(device_name: str) -> Team:
+    """Join the process group torchrun started (gloo on the CPU, NCCL on CUDA GPUs).
+
+    Raises:
+        InputError: not started by torchrun, or a device that cannot be split per rank.
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise InputError(f"--sequence-parallel runs one clip over several processes: {TORCHRUN}")
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise InputError(f"--sequence-parallel runs on CUDA GPUs or the CPU, not {device.type}")
+    if not dist.is_initialized():  # else joined already (the CLI joins before the restorer)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=TIMEOUT, device_id=device if device.type == "cuda" else None)
+    team = Team(dist.get_rank(), dist.get_world_size(), device)
+
+    def stopped(signum: int, frame: object) -> None:
+        raise team.lost("torchrun stopped this rank after another failed")
+
+    signal.signal(signal.SIGTERM, stopped)
+    return team
+
+
+@contextlib.contextmanager
+def leading(team: Team | None) -> Iterator[None]:
+    """Rank 0's part of a run: whatever happens, the other ranks are told when it ends."""
+    if team is None:
+        yield
+        return
+    try:
+        yield
+    except RankLost:
+        raise
+    except BaseException:
+        with contextlib.suppress(RankLost):
+            team.finish()
+        raise
+    team.finish()

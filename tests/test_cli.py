@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "96x64" in printed and "30 frame(s)" in printed and "MiB on the device" in printed
     assert "batches 4 of 9 frame(s)" in printed
+    assert re.search(r"time    about \d+ (s|min|h) \(rough", printed)
     assert not out.exists()
 
 

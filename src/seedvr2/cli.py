@@ -345,7 +345,7 @@ def _model_facts(args: argparse.Namespace) -> ModelFacts | None:
 
 def _dry_run(args, options, settings, selection, setup, device) -> int:
     from seedvr2 import pipeline
-    from seedvr2.pipeline import memory, planning, runtime
+    from seedvr2.pipeline import estimate, memory, planning, runtime
 
     jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
     available = runtime.available_memory_bytes(device)
@@ -354,17 +354,20 @@ def _dry_run(args, options, settings, selection, setup, device) -> int:
           f"{ranks}")  # fmt: skip
     try:
         facts = memory.model_facts(args.model, args.cache_dir)
+        shape = estimate.model_shape(args.model, args.cache_dir)
     except SeedVR2Error as error:
-        facts = None
-        print(f"no memory estimate: {error}")
+        facts = shape = None
+        print(f"no memory or time estimate: {error}")
+    rate = estimate.device_rate(device, setup.dtype) * setup.ranks
     for job in jobs:
         plan = planning.plan_job(options, job, selection)
-        peak, advice = None, None
+        peak, advice, seconds = None, None, None
         if facts is not None:
             peak = memory.estimate_peak_bytes(plan, options, facts, setup)
             if available is not None and peak > available:
                 advice = memory.advice(plan, options, facts, setup, available)
-        print(planning.describe(plan, peak, available, advice))
+            seconds = estimate.estimate_seconds(shape, options, plan.batches, plan.size.padded, rate)
+        print(planning.describe(plan, peak, available, advice, seconds))
     return 0
 
 

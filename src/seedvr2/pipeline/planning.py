@@ -67,8 +67,10 @@ def describe(
     peak: int | None = None,
     available: int | None = None,
     advice: str | None = None,
+    seconds: float | None = None,
 ) -> str:
-    """Lines a dry run prints for one job; ``advice`` is printed when ``peak > available``."""
+    """Lines a dry run prints for one job; ``advice`` is printed when ``peak > available``;
+    ``seconds`` is the planner's time (FLOPs over a measured device rate)."""
     info, size = plan.info, plan.size
     lengths = sorted({batch.length for batch in plan.batches})
     lines = [
@@ -87,5 +89,17 @@ def describe(
         lines.append(f"  memory  about {amount(peak)} on the device{of} (rough estimate)")
         if available is not None and peak > available:
             lines.append(f"  warning will not fit; try {advice}")
+    if seconds is not None:
+        lines.append(f"  time    about {duration(seconds)} (rough: planned FLOPs over this "
+                     "device's measured matrix-multiply rate)")  # fmt: skip
     return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as people read it: 45 s, 12 min, 3.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 

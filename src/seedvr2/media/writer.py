@@ -47,6 +47,7 @@ from .remux import StreamCopier
 from .types import ColorInfo, MediaInfo
 
 logger = logging.getLogger(__name__)
+MAX_REORDER = 16  # frames an encoder may hold back (x264/x265 b-frames at most)
 
 
 class _VideoSink:
@@ -71,6 +72,7 @@ class _VideoSink:
         self._copier: StreamCopier | None = None
         self._palette: PaletteQuantizer | None = None
         self._first_pts = 0
+        self._dts_offset: int | None = None  # see _repair_dts
 
     def _start(self, image: np.ndarray, pts: int) -> None:
         writer, container = self._writer, self._container
@@ -133,10 +135,28 @@ class _VideoSink:
 
     def _mux(self, packets: list[av.Packet]) -> None:
         for packet in packets:
+            self._repair_dts(packet)
             if self._copier is not None:
                 stamp = packet.dts if packet.dts is not None else packet.pts
                 self._copier.pump(float(stamp * packet.time_base))
             self._container.mux(packet)
+
+    def _repair_dts(self, packet: av.Packet) -> None:
+        """Undo the garbage offset libx265 puts on the decode times of clips under 3 frames.
+
+        Their first packet's decode time lies ~1e18 ticks before its presentation time (no
+        encoder reorders that far: at most :data:`MAX_REORDER` frames), so muxers refuse the
+        packets at random. The offset is the same for every packet, and with so few frames
+        nothing is reordered, so decode times are set back by it: then they equal the
+        presentation times.
+        """
+        if packet.dts is None or packet.pts is None:
+            return
+        if self._dts_offset is None:
+            lag = packet.pts - packet.dts
+            reorder = MAX_REORDER / (self._writer.fps * packet.time_base)
+            self._dts_offset = lag if lag > reorder else 0
+        packet.dts += self._dts_offset
 
     def close(self) -> None:
         try:

@@ -144,9 +144,9 @@ class _VideoSink:
     def _repair_dts(self, packet: av.Packet) -> None:
         """Undo the garbage offset libx265 puts on the decode times of clips under 3 frames.
 
-        Their first packet's decode time lies ~1e18 ticks before its presentation time (no
-        encoder reorders that far: at most :data:`MAX_REORDER` frames), so muxers refuse the
-        packets at random. The offset is the same for every packet, and with so few frames
+        Their first packet's decode time lies some 1e18 ticks before or after its presentation time
+        (no encoder reorders that far: at most :data:`MAX_REORDER` frames, and never backwards), so
+        muxers refuse the packets at random. The offset is the same for every packet, and with so few frames
         nothing is reordered, so decode times are set back by it: then they equal the
         presentation times.
         """
@@ -155,7 +155,7 @@ class _VideoSink:
         if self._dts_offset is None:
             lag = packet.pts - packet.dts
             reorder = MAX_REORDER / (self._writer.fps * packet.time_base)
-            self._dts_offset = lag if lag > reorder else 0
+            self._dts_offset = lag if abs(lag) > reorder else 0
         packet.dts += self._dts_offset
 
     def close(self) -> None:

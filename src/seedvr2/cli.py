@@ -219,9 +219,13 @@ def _restore(args: argparse.Namespace) -> int:
     if team is not None and not team.leads:  # rank 0 reads, plans, writes and reports
         if not args.dry_run:
             _load_restorer(args, runtime, options).follow()
+        team.close()
         return 0
     if args.dry_run:
-        return _dry_run(args, options, settings, selection, setup, devices[0])
+        code = _dry_run(args, options, settings, selection, setup, devices[0])
+        if team is not None:
+            team.close()
+        return code
     with distributed.leading(team):
         return _restore_jobs(args, settings, selection, options, runtime, setup, devices)
 

@@ -73,6 +73,11 @@ class Team:
         with self.guard():
             dist.broadcast_object_list([None], src=0)
 
+    def close(self) -> None:
+        """Leave the process group once the run ended well (gloo's threads otherwise abort the
+        process at exit: "terminate called without an active exception")."""
+        dist.destroy_process_group()
+
     def follow(self, restore: Callable[[torch.Tensor, SizePlan, int], object]) -> None:
         """Other ranks: ``restore(frames, plan, seed)`` every batch rank 0 announces, until done."""
         while True:
@@ -134,3 +139,4 @@ def leading(team: Team | None) -> Iterator[None]:
             team.finish()
         raise
     team.finish()
+    team.close()

@@ -72,7 +72,7 @@ def plan(page: Page, pattern: str) -> None:
 
 def test_page_restores_compares_and_downloads(page: Page, server: Server, clips, tmp_path):
     upload(page, clips["clip"])
-    plan(page, r"^clip\.mp4: 48x32 -> 96x64, 9 frame\(s\) in 1 batch\(es\); memory about [\d.]+ [KMG]iB")
+    plan(page, r"^clip\.mp4: 48x32 -> 96x64, 9 frame\(s\) in 1 batch\(es\); memory about [\d.]+ [KMG]iB.*; about \d+ (s|min|h) \(planned\)")
     page.click("#restore")
     expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     expect(page.locator("#compare img")).to_have_count(2)

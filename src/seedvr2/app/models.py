@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 
 from seedvr2.errors import InputError
-from seedvr2.pipeline import JobResult, Restorer, RuntimeOptions
+from seedvr2.pipeline import JobResult, RestoreOptions, Restorer, RuntimeOptions
+from seedvr2.pipeline.estimate import ModelShape, device_rate, estimate_seconds, model_shape
 from seedvr2.pipeline.memory import MemorySetup, ModelFacts, model_facts
 from seedvr2.pipeline.models import BUNDLED_MODEL, bundled_model_dir
+from seedvr2.pipeline.planning import JobPlan
 from seedvr2.pipeline.runtime import resolve_device, resolve_dtype
 from seedvr2.weights.sources import HUB_PRESETS
 
@@ -61,6 +63,8 @@ class ModelPool:
         self._loaded: tuple[str, Restorer] | None = None
         self._facts: dict[str, ModelFacts] = {}
         self._rates: dict[str, float] = {}  # output pixels per second, per model
+        self._shapes: dict[str, ModelShape] = {}  # for planned times
+        self._device_rate: float | None = None  # FLOP/s, measured once
 
     def choice(self, label: str) -> ModelChoice:
         """The choice with this label; anything else is refused (labels are the only way in)."""
@@ -95,6 +99,17 @@ class ModelPool:
         if result.size is not None and result.seconds > 0:
             width, height = result.size
             self._rates[label] = width * height * result.frames / result.seconds
+
+    def planned_seconds(self, label: str, options: RestoreOptions, work: JobPlan) -> float:
+        """The planner's seconds for ``work`` before any job has been measured (FLOPs over this
+        device's timed matrix-multiply rate; rough)."""
+        if label not in self._shapes:
+            self._shapes[label] = model_shape(self.choice(label).spec, self._load.get("cache_dir"))
+        if self._device_rate is None:
+            setup, device = self.memory_setup()
+            self._device_rate = device_rate(device, setup.dtype)
+        shape = self._shapes[label]
+        return estimate_seconds(shape, options, work.batches, work.size.padded, self._device_rate)
 
     def seconds(self, label: str, pixels: int) -> float | None:
         """Estimated seconds to restore ``pixels`` output pixels (all frames), once measured."""

@@ -143,7 +143,10 @@ def plan(pool: ModelPool, request: Request, uploads: list[Upload]) -> str:
         peak = memory.estimate_peak_bytes(work, options, facts, setup)
         free = "" if available is None else f" of {memory.amount(available)} free"
         seconds = pool.seconds(request.model, out_w * out_h * work.frames)
-        when = "time known after the first job" if seconds is None else f"about {seconds:.0f} s"
+        if seconds is None:  # nothing measured yet on this server
+            when = f"about {planning.duration(pool.planned_seconds(request.model, options, work))} (planned)"
+        else:
+            when = f"about {planning.duration(seconds)}"
         lines.append(
             f"{upload.name}: {in_w}x{in_h} -> {out_w}x{out_h}, {work.frames} frame(s) in "
             f"{len(work.batches)} batch(es); memory about {memory.amount(peak)}{free}; {when}"

@@ -488,7 +488,7 @@ def test_png_sequence_output_keeps_16_bits(tmp_path):
 def test_existing_output_is_refused_untouched_and_replaced_with_overwrite(tmp_path):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"precious")
-    with pytest.raises(OutputError, match=r"out\.mp4.*--overwrite"):
+    with pytest.raises(OutputError, match=r"out\.mp4.*overwrite=True"):
         MediaWriter(target)
     assert target.read_bytes() == b"precious" and _leftovers(tmp_path) == []
     _write(target, [_gradient(16, 16)], overwrite=True)
@@ -509,7 +509,7 @@ def test_a_failure_leaves_neither_partial_output_nor_temporary_files(tmp_path):
     unmanaged = MediaWriter(tmp_path / "alpha.mp4", codec="h265", pix_fmt="yuva420p")  # no `with`
     with pytest.raises(ValueError, match="expected a float"):
         unmanaged.write(np.zeros((16, 16, 3), np.uint8))  # a caller bug: the writer stays open
-    with pytest.raises(OutputError, match=r"pixel format \(--pix-fmt\) yuva420p is not supported by h264"):
+    with pytest.raises(OutputError, match=r"pixel format \(pix_fmt\) yuva420p is not supported by h264"):
         MediaWriter(tmp_path / "alpha.mp4", pix_fmt="yuva420p")
     unmanaged.abort()
     assert list(tmp_path.iterdir()) == []
@@ -528,9 +528,9 @@ def test_writer_errors_are_output_errors(tmp_path):
         MediaWriter(tmp_path / "a.mp4"),
     ):
         pass
-    with pytest.raises(OutputError, match="--crf applies to h264, h265, vp9, not ffv1"):
+    with pytest.raises(OutputError, match="crf applies to h264, h265, vp9, not ffv1"):
         MediaWriter(tmp_path / "c.mkv", codec="ffv1", crf=10)
-    with pytest.raises(OutputError, match="--preset applies to h264, h265, not vp9"):
+    with pytest.raises(OutputError, match="preset applies to h264, h265, not vp9"):
         MediaWriter(tmp_path / "c.webm", codec="vp9", preset="slow")
     with pytest.raises(OutputError, match="not supported by h264"):
         MediaWriter(tmp_path / "d.mp4", pix_fmt="yuv420p16le")

@@ -118,7 +118,7 @@ def test_api_refuses_before_restoring(restorer, tmp_path, monkeypatch):
     work = memory.Workload(restorer.plan_size((64, 64)), 5)
     peak = memory.estimate_peak_bytes(work, restorer.options, facts, restorer.memory_setup)
     monkeypatch.setattr("seedvr2.pipeline.runtime.available_memory_bytes", lambda d: peak - 1)
-    with pytest.raises(OutOfMemory, match="64x64 output needs about .*--no-memory-check"):
+    with pytest.raises(OutOfMemory, match="64x64 output needs about .*memory_check=False"):
         restorer.restore(frames)
     source = write_image(tmp_path / "in.png", np.zeros((64, 64, 3), np.uint8), "rgb24")
     with pytest.raises(OutOfMemory, match=f"^{source}: a 64x64 output"):
@@ -179,7 +179,7 @@ def test_every_kind_of_out_of_memory_is_one_line_with_advice(restorer, dit_raise
         restorer.restore(np.zeros((5, 24, 32, 3), np.float32))
     message = str(caught.value)
     assert message.startswith("out of cpu memory restoring 32x24 frames to 32x24 in batches of up to 5")
-    assert "--batch-size 1" in message and "\n" not in message
+    assert "batch_size=1" in message and "\n" not in message
     source = write_image(tmp_path / "in.png", np.zeros((24, 32, 3), np.uint8), "rgb24")
     with pytest.raises(OutOfMemory, match=f"^{source}: out of cpu memory"):
         restore_file(restorer, Job(source, tmp_path / "out.png"))

@@ -151,7 +151,7 @@ def test_convert_keeps_config_writes_manifest_and_refuses_overwrite(
     loaded = load_state_dict_file(target)
     assert all(torch.equal(loaded[k].float(), v) for k, v in weights(golden[0]).items())
     before = target.read_bytes()
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         convert_weights(source, target, "fp16")
     assert target.read_bytes() == before
     convert_weights(source, target, "fp16", overwrite=True)
@@ -229,5 +229,5 @@ def test_block_swap_count_is_checked(golden) -> None:
     dit = build_dit(json.loads(golden[1]), device="meta")
     with pytest.raises(InputError, match="between 1 and the DiT's 4 blocks"):
         BlockSwap(dit, 5, torch.device("cpu"))
-    with pytest.raises(InputError, match="--swap-blocks must be >= 0"):
+    with pytest.raises(InputError, match="swap_blocks must be >= 0"):
         RuntimeOptions(swap_blocks=-1)

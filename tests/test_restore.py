@@ -163,7 +163,7 @@ def test_networks_load_exactly_the_stored_numbers(tiny_model):
 
 def test_without_a_bundled_model_the_error_says_what_to_pass(monkeypatch, tmp_path):
     monkeypatch.setattr("seedvr2.pipeline.models.bundled_model_dir", lambda: tmp_path / "none")
-    with pytest.raises(InputError, match="--model"):
+    with pytest.raises(InputError, match="pass model with a preset"):
         default_model()
 
 

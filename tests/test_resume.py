@@ -91,9 +91,9 @@ def test_out_of_memory_names_the_settings_and_keeps_the_segments(restorer, count
         counted["fail_at"] = restorer.plan_batches(13 + 2)[3].start
         restore_file(restorer, Job(source, out), settings=SETTINGS)
     message = str(caught.value)
-    assert "\n" not in message and "--batch-size 1" in message
-    assert "--offload" not in message  # it changes nothing on the CPU
-    assert "--encode-tile 512 --decode-tile 512" in message and "resumes" in message
+    assert "\n" not in message and "batch_size=1" in message  # named as the API's arguments
+    assert "offload" not in message  # it changes nothing on the CPU
+    assert "tiling.encode_tile=512 tiling.decode_tile=512" in message and "resumes" in message
 
 
 def test_ctrl_c_keeps_segments_and_the_rerun_says_where_it_resumes(restorer, counted, source, tmp_path):

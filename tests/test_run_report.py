@@ -30,7 +30,7 @@ def test_report_has_phases_memory_versions_and_digests(tiny_model, tmp_path):
 
 def test_nan_decode_on_mps_fp16_asks_for_fp32():
     decoded = torch.tensor([0.5, float("nan")])
-    with pytest.raises(ConfigError, match="--dtype fp32"):
+    with pytest.raises(ConfigError, match='dtype="fp32"'):
         check_finite(decoded, torch.device("mps"), torch.float16)
     check_finite(decoded, torch.device("mps"), torch.float32)  # only fp16 on MPS is checked
     check_finite(decoded, torch.device("cpu"), torch.float16)

@@ -130,7 +130,7 @@ def test_download_caches_and_works_offline_afterwards(hub: str, tmp_path: Path) 
 
 
 def test_offline_without_cache_says_so(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=f"not in the download cache {tmp_path}, and --off"):
+    with pytest.raises(CheckpointError, match=f"not in the download cache {tmp_path}, and offline=True"):
         download_hub_model(MODEL, cache_dir=tmp_path, offline=True)
 
 

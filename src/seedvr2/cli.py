@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from seedvr2 import __version__
 from seedvr2.errors import SeedVR2Error
+from seedvr2.spelling import command_line
 
 if TYPE_CHECKING:  # the pipeline (and torch) is imported when a command runs, not for --help
     from seedvr2.pipeline import InputSelection, OutputSettings, RestoreOptions, RuntimeOptions
@@ -622,9 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
     try:
-        return args.handler(args)
+        with command_line():  # messages name flags
+            return args.handler(args)
     except SeedVR2Error as error:
-        print(f"seedvr2: error: {error}", file=sys.stderr)
+        with command_line():
+            print(f"seedvr2: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("seedvr2: interrupted; unfinished outputs were removed", file=sys.stderr)

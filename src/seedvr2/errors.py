@@ -7,9 +7,18 @@ and exits non-zero; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from seedvr2.spelling import for_reader
+
 
 class SeedVR2Error(Exception):
-    """Base class of the errors a user can cause and fix."""
+    """Base class of the errors a user can cause and fix.
+
+    Messages name settings as command-line flags; Python API users read them as the API's
+    arguments (``--device cpu`` as ``device="cpu"``, see :mod:`seedvr2.spelling`).
+    """
+
+    def __str__(self) -> str:
+        return for_reader(super().__str__())
 
 
 class InputError(SeedVR2Error):

@@ -96,7 +96,7 @@ class AtomicOutput:
             raise OutputError(f"{path}: is {kind}; choose another output path")
         if _exists(path, self._folder) and not self._overwrite:
             raise OutputError(
-                f"{path}: already exists; pass --overwrite (overwrite=True) to replace it"
+                f"{path}: already exists; pass --overwrite to replace it"
             )
         if self._folder and path.is_dir():
             ours = written_files(path)

@@ -105,7 +105,7 @@ def join(device_name: str) -> Team:
         InputError: not started by torchrun, or a device that cannot be split per rank.
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise InputError(f"--sequence-parallel runs one clip over several processes: {TORCHRUN}")
+        raise InputError(f"--sequence-parallel runs one clip over several processes: `{TORCHRUN}`")
     device = resolve_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

@@ -75,7 +75,10 @@ class Team:
 
     def close(self) -> None:
         """Leave the process group once the run ended well (gloo's threads otherwise abort the
-        process at exit: "terminate called without an active exception")."""
+        process at exit: "terminate called without an active exception"). The barrier first:
+        rank 0's last broadcast may still be on its way when it gets here."""
+        with self.guard():
+            dist.barrier()
         dist.destroy_process_group()
 
     def follow(self, restore: Callable[[torch.Tensor, SizePlan, int], object]) -> None:

@@ -82,9 +82,13 @@ def init_distributed(run: RunConfig) -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), device, run.parallel)
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (if this run made one)."""
+def shutdown(ctx: DistContext, finished: bool = True) -> None:
+    """Leave the process group (if this run made one). After a finished run all ranks leave
+    together: a rank that leaves while another still talks to it makes gloo abort that one at
+    exit ("terminate called without an active exception"). After a failure nobody waits."""
     if ctx.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

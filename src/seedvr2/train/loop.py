@@ -207,6 +207,9 @@ def run(config_path: str | Path | None, overrides: list[str] | tuple[str, ...] =
     cfg = load_config(config_path, overrides)
     ctx = init_distributed(cfg.run)
     try:
-        return Trainer(cfg, ctx).fit()
-    finally:
-        shutdown(ctx)
+        last = Trainer(cfg, ctx).fit()
+    except BaseException:
+        shutdown(ctx, finished=False)
+        raise
+    shutdown(ctx)
+    return last

@@ -69,3 +69,11 @@ def file_sha256(path: str | Path) -> str:
         log.warning("cannot remember the SHA-256 of %s in %s (%s); it will be hashed again next "
                     "time", path, stamp.parent, error)  # fmt: skip
     return digest
+
+
+def tree_sha256(path: Path) -> str | dict[str, str]:
+    """:func:`file_sha256` of a file, or of every file in a folder by relative name."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {str(f.relative_to(path)): file_sha256(f) for f in files}
+    return file_sha256(path)

@@ -4,7 +4,6 @@ phase timings and the sha256 of every input and output file."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from seedvr2 import __version__
+from seedvr2.digests import tree_sha256
 
 from .jobs import JobResult
 from .restorer import Restorer
@@ -36,18 +36,7 @@ def _plain(value: Any) -> Any:
 
 def file_digests(path: Path) -> str | dict[str, str] | None:
     """sha256 of a file, of each file in a folder (by relative name), or None if it is missing."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return {str(f.relative_to(path)): _sha256(f) for f in files}
-    return _sha256(path) if path.is_file() else None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return tree_sha256(path) if path.exists() else None
 
 
 def build_report(restorer: Restorer | None, results: list[JobResult], extra: dict[str, Any]) -> dict:

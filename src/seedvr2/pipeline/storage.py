@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from seedvr2 import __version__
-from seedvr2.digests import file_sha256
+from seedvr2.digests import file_sha256, tree_sha256
 from seedvr2.errors import OutputError
 
 from .restorer import Restorer
@@ -26,14 +26,6 @@ _OUTPUT_BYTES_PER_PIXEL = {"ffv1": 3.0, "png": 3.0, "prores": 1.2}
 _LOSSY_BYTES_PER_PIXEL = 0.3
 _SEGMENT_BYTES_PER_SAMPLE = 2 * 0.7
 _MARGIN = 1.1
-
-
-def _content(path: Path) -> list[tuple[str, str]]:
-    """SHA-256 of a file, or of every file in a folder (image sequences), by relative name."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return [(str(p.relative_to(path)), file_sha256(p)) for p in files]
-    return [(path.name, file_sha256(path))]
 
 
 def _device_names(restorer: Restorer) -> list[str]:
@@ -51,7 +43,7 @@ def render_key(restorer: Restorer, source: Path, selection: object) -> dict[str,
     files = restorer.model.files
     model = [f and file_sha256(f) for f in (files.dit, files.vae, files.pos_emb, files.neg_emb)]
     return {
-        "input": _content(source),
+        "input": tree_sha256(source),
         "selection": selection,
         "model": model,
         "options": restorer.options,

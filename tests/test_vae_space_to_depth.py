@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from einops import rearrange
+from safetensors.torch import save_file
 
 from seedvr2.errors import ConfigError
 from seedvr2.models.vae import TileSpec
-from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
+from seedvr2.models.vae.space_to_depth import (
+    recognise_space_to_depth,
+    space_to_depth_config,
+    space_to_depth_vae,
+)
+from seedvr2.weights.networks import load_vae
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +73,25 @@ def test_two_stages_and_invalid_widths() -> None:
     with pytest.raises(ConfigError, match="differ from space_to_depth_config"):
         from dataclasses import replace
         space_to_depth_vae(replace(space_to_depth_config((16, 32)), norm_groups=2))
+
+
+def test_the_direct_path_equals_the_networks_and_is_used_only_for_exact_weights(tmp_path) -> None:
+    for widths in ((16, 32), (16, 48, 112)):
+        networks = space_to_depth_vae(space_to_depth_config(widths)).eval()
+        path = tmp_path / f"vae{len(widths)}.safetensors"
+        save_file(networks.state_dict(), str(path), metadata={
+            "config": json.dumps(networks.config.to_dict())})
+        direct = load_vae(path, torch.float32)
+        assert direct.space_to_depth_stages == len(widths) - 1
+        torch.manual_seed(2)
+        for x in (torch.rand(1, 3, 5, 24, 40) * 2 - 1, torch.rand(2, 3, 16, 32) * 2 - 1):
+            with torch.no_grad():
+                ours, theirs = direct.encode(x), networks.encode(x)
+                assert (ours.mean - theirs.mean).abs().max() < 1e-5
+                assert torch.equal(ours.logvar, theirs.logvar.clamp(min=-30))
+                assert (direct.decode(ours.mean) - x).abs().max() < 1e-6
+                assert (direct.decode(ours.mean) - networks.decode(theirs.mean)).abs().max() < 1e-5
+    with torch.no_grad():  # one weight off: the networks run, not the shortcut
+        networks.decoder.conv_out.bias[0] += 1e-3
+    assert not recognise_space_to_depth(networks)
+    assert networks.space_to_depth_stages is None

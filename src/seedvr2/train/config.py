@@ -20,6 +20,8 @@ import yaml
 
 from seedvr2.errors import ConfigError
 
+PASSTHROUGH = "passthrough"  # model.init / discriminator_init: a DiT that returns its condition
+
 Stage = Literal["diffusion", "distill", "adversarial", "vae"]
 
 
@@ -42,7 +44,9 @@ class ModelConfig:
     dit: str | dict[str, Any] | None = "3b-tiny"  # DiT preset name, DiTConfig fields, or None:
     # the structure of the ``init`` weights file (its stored config or released size)
     # Starting weights: a training checkpoint or run folder (its EMA weights), a weights file, or
-    # a model as ``seedvr2 restore --model`` takes it (preset 3b/7b/7b-sharp, folder, repo id).
+    # a model as ``seedvr2 restore --model`` takes it (preset 3b/7b/7b-sharp, folder, repo id);
+    # or ``passthrough``: a DiT that returns its LQ condition exactly (x_0 = LQ latent) until
+    # training opens its gates (seedvr2.models.dit.passthrough; 7B structure).
     init: str | None = None
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass
     lora: LoRAConfig | None = None  # train adapters (also D's, adversarial) instead of all weights
@@ -159,7 +163,7 @@ class AdversarialConfig:
 
     # D's backbone: a diffusion-stage checkpoint, or starting weights as model.init takes them.
     # The released models' diffusion-stage weights were never published: to fine-tune them,
-    # start D from the generator's own weights (the same value as model.init).
+    # start D from the generator's own weights (the same value as model.init, passthrough too).
     discriminator_init: str | None = None
     head_blocks: tuple[int, ...] = ()  # 1-indexed; () = proportional to (16, 26, 36) of 36
     head_heads: int = 8
@@ -278,8 +282,8 @@ def _validate(cfg: TrainConfig) -> None:
                "a bf16 base needs run.precision: bf16")
         _check(run.parallel != "fsdp", "run.parallel", "LoRA runs use none or ddp (fsdp: full "
                "fine-tuning)")
-    _check(cfg.model.dit is not None or cfg.model.init is not None, "model.dit",
-           "null takes the structure from model.init; give model.init or a DiT preset")
+    _check(cfg.model.dit is not None or cfg.model.init not in (None, PASSTHROUGH), "model.dit",
+           "null takes the structure from model.init's weights; give them or a DiT preset")
     dist = cfg.distill
     for key in ("teacher_steps", "final_steps"):
         n = getattr(dist, key)

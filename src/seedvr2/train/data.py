@@ -132,6 +132,25 @@ class AreaDegradation:
 
 
 @dataclass(frozen=True)
+class BicubicDegradation:
+    """A clean LQ: antialiased bicubic down-scaling, 8-bit levels (as ``seedvr2 eval`` without
+    ``--degradation``)."""
+
+    scale: int
+
+    def __call__(self, video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        del generator  # deterministic
+        frames = rearrange(video, "c f h w -> f c h w")
+        size = (frames.shape[-2] // self.scale, frames.shape[-1] // self.scale)
+        small = F.interpolate(frames, size=size, mode="bicubic", antialias=True,
+                              align_corners=False)
+        return rearrange(torch.round(small.clamp(0, 1) * 255) / 255, "f c h w -> c f h w")
+
+
+CLEAN = {"area": AreaDegradation, "bicubic": BicubicDegradation}
+
+
+@dataclass(frozen=True)
 class RealDegradation:
     """The second-order real-world pipeline of :mod:`seedvr2.train.degrade` (spec §3)."""
 
@@ -156,9 +175,10 @@ class MixedDegradation:
 def build_degrader(path: str | tuple[str | dict, ...] | None, scale: int) -> Degrader:
     """The LQ synthesis of ``data.degradation``, or area down-scaling by ``scale`` when None.
 
-    A single config must have the scale ``scale``. A list mixes entries (a path, or a mapping
-    ``{path, scale}`` that sets the config's scale); each entry's scale must divide ``scale``
-    (crops are multiples of ``2 * scale``), which trains one model for several scales.
+    A single config must have the scale ``scale``. A list mixes entries (a path, a mapping
+    ``{path, scale}`` that sets the config's scale, or ``{clean: area|bicubic, scale}``, a plain
+    down-scale); each entry's scale must divide ``scale`` (crops are multiples of
+    ``2 * scale``), which trains one model for several scales.
     """
     if path is None:
         return AreaDegradation(scale)
@@ -173,13 +193,21 @@ def build_degrader(path: str | tuple[str | dict, ...] | None, scale: int) -> Deg
     return RealDegradation(config)
 
 
-def _mixture_entry(item: str | dict, scale: int) -> RealDegradation:
-    """One entry of a ``data.degradation`` list: ``path`` or ``{path, scale}``."""
+def _mixture_entry(item: str | dict, scale: int) -> Degrader:
+    """One entry of a ``data.degradation`` list: ``path``, ``{path, scale}`` or ``{clean, scale}``."""
+    if isinstance(item, dict) and "clean" in item:
+        if sorted(item) != ["clean", "scale"] or item["clean"] not in CLEAN:
+            raise ConfigError(f"data.degradation entry {item!r}: a clean entry is {{clean: "
+                              f"{'|'.join(CLEAN)}, scale: N}}")
+        if not isinstance(item["scale"], int) or item["scale"] < 1 or scale % item["scale"]:
+            raise ConfigError(f"data.degradation entry {item!r}: scale must be an integer that "
+                              f"divides data.scale {scale}")
+        return CLEAN[item["clean"]](item["scale"])
     if isinstance(item, dict):
         unknown = sorted(set(item) - {"path", "scale"})
         if unknown or "path" not in item:
-            raise ConfigError(f"data.degradation entry {item!r}: expected keys path and "
-                              f"optionally scale (unknown: {unknown})")
+            raise ConfigError(f"data.degradation entry {item!r}: expected keys path (or clean) "
+                              f"and optionally scale (unknown: {unknown})")
         config = load_degradation_config(item["path"])
         if "scale" in item:
             if not isinstance(item["scale"], int) or item["scale"] < 1:

@@ -23,6 +23,7 @@ from seedvr2.digests import file_sha256
 from seedvr2.errors import CheckpointError, ConfigError, SeedVR2Error
 from seedvr2.models import build_dit
 from seedvr2.models.dit import SeedVR2DiT
+from seedvr2.models.dit.passthrough import make_passthrough
 from seedvr2.weights import ModelFiles, load_into, load_state_dict_file, locate_model
 from seedvr2.weights.adapters import (
     LORA_TARGETS,
@@ -35,7 +36,7 @@ from seedvr2.weights.networks import load_dit
 
 from . import rng
 from .checkpoint import CheckpointManager, is_training_checkpoint, load_checkpoint
-from .config import LoRAConfig
+from .config import PASSTHROUGH, LoRAConfig
 
 Module = TypeVar("Module", bound=nn.Module)
 
@@ -150,7 +151,9 @@ def build_trained_dit(
         model = load_dit(file, torch.float32).train().requires_grad_(True)
     else:
         model = seeded(seed, index, lambda: build_dit(dit))
-        if init is not None:
+        if init == PASSTHROUGH:
+            make_passthrough(model)
+        elif init is not None:
             load_weights(model, init, what)
     model.gradient_checkpointing = checkpointing
     if lora is not None:

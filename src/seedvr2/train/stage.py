@@ -27,7 +27,7 @@ from seedvr2.diffusion import (
 )
 
 from . import rng
-from .config import TrainConfig
+from .config import PASSTHROUGH, TrainConfig
 from .data import PixelBatch, SampleKey
 from .distributed import DistContext
 from .latent_cache import LatentItems
@@ -117,7 +117,8 @@ class DiTStage(Stage):
         the model ``model.init`` names (fine-tuning keeps its prompt), else a seeded one."""
         check_codec_fits(self.codec, vid_in, vid_out)
         text, init = self.cfg.text, self.cfg.model.init
-        files = None if text.path is not None or init is None else model_source(init, "model.init")
+        starts_from_files = text.path is None and init not in (None, PASSTHROUGH)
+        files = model_source(init, "model.init") if starts_from_files else None
         if files is not None and files.pos_emb is not None:
             text = dataclasses.replace(text, path=str(files.pos_emb))
         self.text_bank = TextBank(text, txt_in_dim, self.cfg.seed)

@@ -24,6 +24,7 @@ from seedvr2.errors import CheckpointError, ConfigError
 from seedvr2.models import build_dit, build_vae
 from seedvr2.models.dit import DiTConfig, SeedVR2DiT, resolve_dit_config
 from seedvr2.models.vae import VAEConfig, VideoAutoencoder, resolve_vae_config
+from seedvr2.models.vae.space_to_depth import recognise_space_to_depth
 
 from .formats import Device, checked_path, load_state_dict_file, tensor_header
 from .gguf_files import CONFIG_KEY, GGUFFile
@@ -144,5 +145,8 @@ def load_dit(path: str | Path, dtype: torch.dtype, device: Device = "cpu") -> Se
 
 
 def load_vae(path: str | Path, dtype: torch.dtype, device: Device = "cpu") -> VideoAutoencoder:
-    """The VAE of ``path`` with its weights in ``dtype`` on ``device``, in eval mode."""
-    return _load("vae", path, dtype, device)
+    """The VAE of ``path`` with its weights in ``dtype`` on ``device``, in eval mode (with the
+    direct path of an exact space-to-depth VAE turned on when its weights are one)."""
+    vae = _load("vae", path, dtype, device)
+    recognise_space_to_depth(vae)
+    return vae

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from seedvr2.errors import InputError
@@ -117,6 +118,27 @@ def _in_time_chunks(net: Net, x: torch.Tensor, chunk: int, split: TimeSplit | No
     return run_in_chunks(net, chunks) if split is None else split.run(net, chunks)
 
 
+def _space_to_depth_posterior(x: torch.Tensor, stages: int, image: bool) -> Posterior:
+    """(b, c, t, H, W) -> the posterior of an exact space-to-depth VAE: ``stages`` 2x pixel
+    unshuffles (channel order (c, p, q) each), log-variance at its lower clamp."""
+    frames = rearrange(x, "b c t h w -> (b t) c h w")
+    for _ in range(stages):
+        frames = F.pixel_unshuffle(frames, 2)
+    mean = rearrange(frames, "(b t) c h w -> b c t h w", b=x.shape[0])
+    logvar = torch.full_like(mean, LOGVAR_RANGE[0])
+    if image:
+        return Posterior(mean.squeeze(2), logvar.squeeze(2))
+    return Posterior(mean, logvar)
+
+
+def _depth_to_space(z: torch.Tensor, stages: int) -> torch.Tensor:
+    """Inverse of :func:`_space_to_depth_posterior`'s mean: (b, c, t, h, w) -> video."""
+    frames = rearrange(z, "b c t h w -> (b t) c h w")
+    for _ in range(stages):
+        frames = F.pixel_shuffle(frames, 2)
+    return rearrange(frames, "(b t) c h w -> b c t h w", b=z.shape[0])
+
+
 class VideoAutoencoder(nn.Module):
     """The SeedVR2 causal video VAE (official ``VideoAutoencoderKLWrapper``, inference part).
 
@@ -135,6 +157,10 @@ class VideoAutoencoder(nn.Module):
         self.encoder = Encoder(config, device=device, dtype=dtype)
         self.decoder = Decoder(config, device=device, dtype=dtype)
         self.time_split: TimeSplit | None = None  # set: temporal chunks split over processes
+        # Set (to the number of 2x stages) when the weights are an exact space-to-depth
+        # (:func:`~seedvr2.models.vae.space_to_depth.recognise_space_to_depth`): encode and
+        # decode then compute the pixel (un)shuffle directly, to float rounding the same values.
+        self.space_to_depth_stages: int | None = None
 
     def encode(
         self,
@@ -156,6 +182,8 @@ class VideoAutoencoder(nn.Module):
                                self.config.spatial_factor, "video")
         x = x.to(self.encoder.conv_in.weight.dtype)
         chunk = self._chunk(temporal_chunk)
+        if self.space_to_depth_stages is not None:
+            return _space_to_depth_posterior(x, self.space_to_depth_stages, image)
         moments = self._tiled(
             lambda v: _in_time_chunks(self.encoder, v, chunk, self.time_split), x, tile,
             in_scale=self.config.spatial_factor, out_scale=1,
@@ -184,6 +212,9 @@ class VideoAutoencoder(nn.Module):
         z, image = self._check(latent, self.config.latent_channels, 1, 1, "latent")
         z = z.to(self.decoder.conv_in.weight.dtype)
         chunk = self._chunk(temporal_chunk) // self.config.temporal_factor
+        if self.space_to_depth_stages is not None:
+            video = _depth_to_space(z, self.space_to_depth_stages)
+            return video.squeeze(2) if image else video
         video = self._tiled(
             lambda v: _in_time_chunks(self.decoder, v, chunk, self.time_split), z, tile,
             in_scale=1, out_scale=self.config.spatial_factor,

@@ -87,6 +87,23 @@ def space_to_depth_vae(config: VAEConfig) -> VideoAutoencoder:
     return vae
 
 
+@torch.no_grad()
+def recognise_space_to_depth(vae: VideoAutoencoder) -> bool:
+    """Turn on ``vae``'s direct pixel-(un)shuffle path when its weights are exactly those of
+    :func:`space_to_depth_vae` (in their dtype); returns whether they are."""
+    try:
+        expected = space_to_depth_vae(vae.config)
+    except ConfigError:
+        return False
+    state = vae.state_dict()
+    exact = all(
+        torch.equal(state[name], value.to(state[name].dtype))
+        for name, value in expected.state_dict().items()
+    )
+    vae.space_to_depth_stages = len(vae.config.block_channels) - 1 if exact else None
+    return exact
+
+
 def _signals(stage: int) -> int:
     return 3 * 4**stage
 

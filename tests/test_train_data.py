@@ -14,6 +14,7 @@ from seedvr2.media import read_frames
 from seedvr2.train.config import DataConfig, Phase
 from seedvr2.train.data import (
     AreaDegradation,
+    BicubicDegradation,
     ClipDataset,
     SampleKey,
     StepSampler,
@@ -140,3 +141,28 @@ def test_a_degradation_list_mixes_configs_and_scales(media: Path) -> None:
         build_degrader(({"path": heavy, "strength": 2},), scale=4)
     with pytest.raises(ConfigError, match="empty list"):
         build_degrader((), scale=4)
+
+
+def test_clean_entries_and_the_condition_restore_makes(media: Path) -> None:
+    """A clean bicubic entry is the evaluation's down-scale, and the training condition is the
+    LQ up-scaled as ``restore`` up-scales it (antialiased bicubic), not another kernel."""
+    from seedvr2.eval.protocol import bicubic_down
+    from seedvr2.pipeline.sizing import SizePlan, resize_and_pad
+
+    mixed = build_degrader(({"clean": "bicubic", "scale": 2}, {"clean": "area", "scale": 4}),
+                           scale=4)
+    video = torch.round(torch.rand(3, 2, 32, 48) * 255) / 255
+    small = mixed.choices[0](video, torch.Generator())
+    expected = torch.from_numpy(bicubic_down(video.permute(1, 2, 3, 0).numpy(), 2))
+    assert torch.equal(small.permute(1, 2, 3, 0), expected)  # (f, h, w, 3)
+    assert tuple(mixed.choices[1](video, torch.Generator()).shape) == (3, 2, 8, 12)
+    with pytest.raises(ConfigError, match="a clean entry is"):
+        build_degrader(({"clean": "lanczos", "scale": 2},), scale=4)
+
+    dataset = ClipDataset(build_index((str(media),), None), seed=1,
+                          degrader=build_degrader(({"clean": "bicubic", "scale": 4},), scale=4))
+    sample = dataset[SampleKey(step=0, micro=0, index=0, frames=1, height=32, width=32)]
+    lq = BicubicDegradation(4)(sample["hq"] / 2 + 0.5, torch.Generator())
+    plan = SizePlan(source=(8, 8), output=(32, 32), padded=(32, 32))
+    condition = resize_and_pad(lq.permute(1, 0, 2, 3), plan).permute(1, 0, 2, 3) * 2 - 1
+    assert (sample["lq"] - condition).abs().max() < 1e-5

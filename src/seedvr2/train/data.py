@@ -280,8 +280,10 @@ class ClipDataset(Dataset):
             clip, lq = clip[:3], clip[3:] * 2 - 1
         elif self.degrader is not None:
             small = self.degrader(clip, g)
+            # The condition as restore makes it (seedvr2.pipeline.sizing.resize_and_pad):
+            # antialiased bicubic, whose kernel (a = -0.5) differs from plain bicubic's (-0.75).
             frames = F.interpolate(rearrange(small, "c f h w -> f c h w"),
-                                   size=(key.height, key.width), mode="bicubic")
+                                   size=(key.height, key.width), mode="bicubic", antialias=True)
             lq = rearrange(frames.clamp(0, 1), "f c h w -> c f h w") * 2 - 1
         text = load_text_embedding(entry.text) if entry.text else None
         return dict(hq=clip * 2 - 1, lq=lq, text=text, key=key)

@@ -1,0 +1,83 @@
+"""The pass-through DiT init (bundled seedvr2-small's start): x_0 = LQ latent exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from seedvr2 import Restorer
+from seedvr2.errors import ConfigError
+from seedvr2.models.dit import build_dit
+from seedvr2.models.dit.passthrough import make_passthrough
+from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
+from seedvr2.pipeline.sizing import SizePlan, resize_and_pad
+
+SMALL = dict(dim=128, heads=2, head_dim=64, num_layers=2, mm_layers=1, mlp_type="gelu",
+             expand_ratio=2.0, rope_type="rope3d", rope_dim=32, out_norm=False,
+             last_block_vid_only=False, txt_in_dim=16, vid_in_channels=25, vid_out_channels=12,
+             num_windows=(2, 2, 2))
+
+
+def _velocity(dit, x_t: torch.Tensor, cond: torch.Tensor, shapes: list) -> torch.Tensor:
+    vid = torch.cat([x_t, cond, torch.ones(len(x_t), 1)], dim=1)
+    txt = torch.randn(4 * len(shapes), dit.config.txt_in_dim)
+    return dit(vid, txt, torch.tensor(shapes), torch.tensor([[4]] * len(shapes)), 1000.0)
+
+
+@pytest.mark.parametrize("patch", [(1, 1, 1), (1, 2, 2)])
+def test_the_velocity_is_x_t_minus_the_condition(patch) -> None:
+    torch.manual_seed(0)
+    dit = make_passthrough(build_dit({**SMALL, "patch_size": patch}))
+    shapes = [[3, 8, 12], [1, 4, 6]]  # two packed clips
+    rows = sum(t * h * w for t, h, w in shapes)
+    x_t, cond = torch.randn(rows, 12), torch.rand(rows, 12) * 2 - 1
+    v = _velocity(dit, x_t, cond, shapes)
+    assert (x_t - v - cond).abs().max() < 1e-5
+
+
+def test_training_opens_the_gates_and_moves_the_output() -> None:
+    torch.manual_seed(1)
+    dit = make_passthrough(build_dit(SMALL))
+    shapes = [[1, 8, 8]]
+    x_t, cond = torch.randn(64, 12), torch.rand(64, 12) * 2 - 1
+    loss = (x_t - _velocity(dit, x_t, cond, shapes)).sub(cond * 0.5).abs().mean()
+    loss.backward()
+    gates = {n: p.grad.abs().sum() for n, p in dit.blocks.named_parameters()
+             if n.endswith("_gate") and ".txt." not in n}  # text gates matter once others open
+    assert len(gates) == 4 and all(g > 0 for g in gates.values())  # closed, not stuck
+    torch.optim.Adam(dit.parameters(), lr=1e-2).step()
+    with torch.no_grad():
+        assert (x_t - _velocity(dit, x_t, cond, shapes) - cond).abs().max() > 1e-3
+
+
+def test_structures_that_cannot_pass_through_are_refused() -> None:
+    with pytest.raises(ConfigError, match="out_norm must be false"):
+        make_passthrough(build_dit({**SMALL, "out_norm": True}))
+    with pytest.raises(ConfigError, match="dim must be at least 96"):
+        make_passthrough(build_dit({**SMALL, "dim": 64, "heads": 1}))
+
+
+def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
+    """Whole pipeline (exact space-to-depth VAE, one step, colour correction): the bicubic
+    up-scale restore makes, to 8-bit rounding."""
+    torch.manual_seed(2)
+    dit = make_passthrough(build_dit(SMALL))
+    config = space_to_depth_config((16, 32))
+    vae = space_to_depth_vae(config)
+    for name, net, cfg in (("dit", dit, dit.config), ("vae", vae, config)):
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+                  str(tmp_path / f"{name}.safetensors"),
+                  metadata={"config": json.dumps(cfg.to_dict()), "network": name})
+    save_file({"pos_emb": torch.randn(4, 16)}, str(tmp_path / "pos_emb.safetensors"))
+    rng = np.random.default_rng(0)
+    frames = rng.random((3, 20, 28, 3)).astype(np.float32)
+    out = Restorer.from_pretrained(tmp_path, device="cpu", scale=2).restore(frames)
+    plan = SizePlan(source=(20, 28), output=(40, 56), padded=(48, 64))
+    expected = resize_and_pad(torch.from_numpy(frames).permute(0, 3, 1, 2), plan)[..., :40, :56]
+    got = torch.from_numpy(out).permute(0, 3, 1, 2)  # float frames in, float frames out
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 0.5 / 255 + 1e-4

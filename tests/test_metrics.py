@@ -18,10 +18,12 @@ from seedvr2.eval.metrics import (
     METRICS,
     dists,
     get_metric,
+    grid_ratio,
     lpips,
     niqe,
     psnr,
     pyiqa_metric,
+    speck_fraction,
     ssim,
     warping_error,
 )
@@ -361,3 +363,23 @@ def test_registry_flags() -> None:
     assert METRICS["psnr_y"].fn(a, b) == psnr(a, b, y_channel=True)
     with pytest.raises(TypeError):
         METRICS["new"] = METRICS["psnr"]  # type: ignore[index]
+
+
+def test_grid_ratio_finds_a_token_grid_and_only_at_its_period() -> None:
+    torch.manual_seed(0)
+    noise = torch.rand(1, 3, 72, 72)
+    smooth = F.avg_pool2d(F.pad(noise, (2, 2, 2, 2), mode="reflect"), 5, 1)[0][:, 4:-4, 4:-4]
+    blocks = torch.rand(3, 16, 16).repeat_interleave(4, 1).repeat_interleave(4, 2) * 0.05
+    assert 0.95 < grid_ratio(smooth, 4) < 1.05
+    assert grid_ratio(smooth + blocks, 4) > 1.15  # offsets per 4x4 block
+    assert grid_ratio(torch.stack([smooth + blocks] * 2), 3) < 1.05  # another period: no grid
+
+
+def test_speck_fraction_counts_isolated_pixels_only() -> None:
+    flat = torch.full((3, 32, 32), 0.5)
+    assert speck_fraction(flat) == 0.0
+    spotted = flat.clone()
+    spotted[1, 5, 5] = 0.9  # bright in one channel
+    spotted[:, 20, 9] = 0.1  # dark
+    spotted[:, 10:12, 20:22] = 1.0  # a 2x2 patch: not isolated
+    assert speck_fraction(spotted) == 2 / (32 * 32)

@@ -5,6 +5,7 @@ mean of its per-frame values. Full reference: PSNR, SSIM (BasicSR conventions), 
 No reference: NIQE, CLIP-IQA and MUSIQ (through optional pyiqa), flow-warping error.
 """
 
+from .artifacts import grid_ratio, speck_fraction
 from .external import pyiqa_metric
 from .fidelity import psnr, ssim
 from .niqe import niqe
@@ -19,6 +20,7 @@ __all__ = [
     "Metric",
     "dists",
     "get_metric",
+    "grid_ratio",
     "load_dists",
     "load_lpips",
     "lpips",
@@ -26,6 +28,7 @@ __all__ = [
     "perceptual_distance",
     "psnr",
     "pyiqa_metric",
+    "speck_fraction",
     "ssim",
     "warping_error",
 ]

@@ -20,6 +20,7 @@ from seedvr2.pipeline import InputSelection, OutputSettings, RestoreOptions, Run
 from seedvr2.pipeline.cluster import (
     SUMMARY,
     ClusterOptions,
+    ClusterRun,
     Probe,
     Worker,
     probing,
@@ -48,6 +49,15 @@ def _plain(model: Path, clip: Path, out: Path) -> bytes:
     """The plain CLI's output for one file."""
     assert main(["restore", str(clip), "-o", str(out), "-m", str(model), *ARGS]) == 0
     return out.read_bytes()
+
+
+def _restore_via_api(model: Path, inputs: Path, out: Path, on_progress) -> ClusterRun:
+    """The Python API's cluster run with the settings of ARGS, progress every 0.1 s."""
+    jobs = plan_jobs([str(inputs)], str(out), OutputSettings(codec="ffv1"))
+    load = ModelLoad(str(model), RestoreOptions(batch_size=5, overlap=2), RuntimeOptions(device="cpu"))
+    return restore_on_cluster(jobs, load, InputSelection(), OutputSettings(codec="ffv1"),
+                              ClusterOptions(cpus_per_worker=1, poll_seconds=0.1), out,
+                              on_progress=on_progress)  # fmt: skip
 
 
 def _summary(folder: Path) -> dict:
@@ -104,12 +114,7 @@ def test_a_worker_killed_mid_file_has_its_file_resumed_on_another(local_ray, tin
                 os.kill(running.worker.pid, signal.SIGKILL)
                 killed.append(running.worker.pid)
 
-    jobs = plan_jobs([str(inputs)], str(out), OutputSettings(codec="ffv1"))
-    load = ModelLoad(str(tiny_model), RestoreOptions(batch_size=5, overlap=2),
-                     RuntimeOptions(device="cpu"))  # fmt: skip
-    run = restore_on_cluster(jobs, load, InputSelection(), OutputSettings(codec="ffv1"),
-                             ClusterOptions(cpus_per_worker=1, poll_seconds=0.1), out,
-                             on_progress=kill_once_a_segment_is_saved)  # fmt: skip
+    run = _restore_via_api(tiny_model, inputs, out, kill_once_a_segment_is_saved)
     assert killed, "the long file finished before a worker could be killed"
     outcomes = {o.result.job.source.name: o for o in run.outcomes}
     assert {name: o.result.status for name, o in outcomes.items()} == dict.fromkeys(
@@ -120,6 +125,28 @@ def test_a_worker_killed_mid_file_has_its_file_resumed_on_another(local_ray, tin
     for clip in clips:
         assert (out / clip.name).read_bytes() == _plain(tiny_model, clip, plain / clip.name)
     assert sorted(p.name for p in out.iterdir()) == sorted([c.name for c in clips] + [SUMMARY])
+
+
+def test_a_file_whose_worker_always_dies_is_reported_after_three_and_the_rest_go_on(
+    local_ray, tiny_model, tmp_path
+):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    deadly = _clip(inputs / "deadly.mkv", 240, 0, (32, 48))
+    _clip(inputs / "a.mkv", 9, 1)
+    killed: list[int] = []
+
+    def kill_whoever_restores_it(progress) -> None:
+        for running in progress.running:
+            if running.source == deadly and running.worker.pid not in killed:
+                os.kill(running.worker.pid, signal.SIGKILL)
+                killed.append(running.worker.pid)
+
+    run = _restore_via_api(tiny_model, inputs, out, kill_whoever_restores_it)
+    assert len(killed) == 3 and [o.attempts for o in run.of("failed")] == [3]
+    assert _status(_summary(out)) == {"deadly.mkv": "failed", "a.mkv": "done"}
+    assert "its worker died 3 times" in _summary(out)["failures"][0]["reason"]
+    assert not (out / "deadly.mkv").exists() and (out / "a.mkv").is_file()
 
 
 def test_a_worker_that_cannot_see_the_files_names_its_node_and_the_path(tmp_path):

@@ -91,7 +91,7 @@ class ClusterProgress:
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds else 0.0
-        eta = "?" if self.eta is None else time.strftime("%H:%M:%S", time.gmtime(self.eta))
+        eta = "?" if self.eta is None else f"{self.eta // 3600:.0f}:{time.strftime('%M:%S', time.gmtime(self.eta))}"
         busy = ", ".join(f"{r.source.name} {r.written}/{r.total or '?'}" for r in self.running)
         return (f"cluster: {self.finished}/{self.files} files, {self.frames} frames, "
                 f"{rate:.2f} frames/s, eta {eta}" + (f"; restoring {busy}" if busy else ""))  # fmt: skip
@@ -314,11 +314,12 @@ class _Team:
         for _ in range(count):
             self.spawn()
         for call in list(self.calls):
-            handle, _, _ = self.calls.pop(call)
             try:
-                self.ready(handle, _get(self.ray, call))
+                info = _get(self.ray, call)
             except self.ray.exceptions.RayActorError as error:
                 raise InputError(f"a Ray worker could not start: {_reason(error)}") from None
+            handle, _, _ = self.calls.pop(call)
+            self.ready(handle, info)
 
     def give(self, job: Job) -> None:
         handle, info = self.idle.pop()

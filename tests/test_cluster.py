@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,28 @@ def test_a_worker_killed_mid_file_has_its_file_resumed_on_another(local_ray, tin
     for clip in clips:
         assert (out / clip.name).read_bytes() == _plain(tiny_model, clip, plain / clip.name)
     assert sorted(p.name for p in out.iterdir()) == sorted([c.name for c in clips] + [SUMMARY])
+
+
+def test_a_stopped_driver_is_finished_by_the_same_command(local_ray, tiny_model, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    long = _clip(inputs / "long.mkv", 400, 0, (32, 48))
+    _clip(inputs / "a.mkv", 9, 1)
+    command = ["restore", str(inputs), "-o", str(out), "-m", str(tiny_model), "--cluster", "ray",
+               "--cpus-per-worker", "1", *ARGS]  # fmt: skip
+    driver = subprocess.Popen([sys.executable, "-m", "seedvr2", *command], stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".long.mkv.seedvr2-*/*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)  # Ctrl-C
+    assert driver.wait(60) == 130
+    assert "run the same command to finish what is missing" in driver.stderr.read()
+    assert not (out / "long.mkv").exists()
+    assert main(command) == 0
+    files = {Path(f["input"]).name: f for f in _summary(out)["files"]}
+    assert files["a.mkv"]["status"] == "already done" and files["long.mkv"]["reused"] > 0
+    assert (out / "long.mkv").read_bytes() == _plain(tiny_model, long, tmp_path / "plain.mkv")
 
 
 def test_a_file_whose_worker_always_dies_is_reported_after_three_and_the_rest_go_on(

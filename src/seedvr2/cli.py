@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import math
 import os
@@ -150,6 +149,15 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
     policy.add_argument("--skip-existing", action="store_true", help="leave finished outputs")
     g.add_argument("--no-resume", action="store_true", help="ignore the saved segments of an "
                    "interrupted render and start over")  # fmt: skip
+    g = p.add_argument_group("cluster", "whole files of a folder, glob or list job spread over "
+                             "machines; needs pip install 'seedvr2[cluster]'")  # fmt: skip
+    g.add_argument("--cluster", choices=["ray"], help="restore on the workers of a Ray cluster, "
+                   "one per GPU (or per --cpus-per-worker CPUs); inputs and outputs must be on a "
+                   "filesystem every node mounts at the same path")  # fmt: skip
+    g.add_argument("--ray-address", metavar="HOST:PORT", help="the running Ray cluster (default: "
+                   "$RAY_ADDRESS, else a Ray started on this machine)")  # fmt: skip
+    g.add_argument("--cpus-per-worker", type=POSITIVE, help="CPUs of each worker on machines "
+                   "without GPUs (default: 4)")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("-n", "--dry-run", action="store_true", help="print the plan, restore nothing")
     g.add_argument("--report", help="write a JSON report of the run to this file")
@@ -211,6 +219,10 @@ def _restore(args: argparse.Namespace) -> int:
 
     with _usage(args.parser):  # every argument, before any input is read or model loaded
         settings, selection, options, runtime = _restore_settings(args)
+        cluster = _cluster_options(args)
+    if cluster is not None and not args.dry_run:  # the workers resolve their devices
+        return _restore_on_cluster(args, settings, selection, options, runtime, cluster)
+    with _usage(args.parser):
         team = distributed.join(runtime.device) if runtime.sequence_parallel else None
         option = "--devices" if runtime.devices else "--device"
         devices = [resolve_device(name, option) for name in runtime.device_names]
@@ -232,13 +244,57 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _load_restorer(args, runtime, options):
-    from seedvr2 import pipeline
+    return _model_load(args, runtime, options).load()
 
-    return pipeline.Restorer.from_pretrained(
-        args.model, cache_dir=args.cache_dir, offline=args.offline, lora=args.lora,
-        **{f.name: getattr(runtime, f.name) for f in dataclasses.fields(runtime)},
-        **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)},
-    )  # fmt: skip
+
+def _model_load(args, runtime, options):
+    from seedvr2.pipeline.loading import ModelLoad
+
+    return ModelLoad(args.model, options, runtime, args.cache_dir, args.offline, tuple(args.lora))
+
+
+def _cluster_options(args: argparse.Namespace):
+    """The cluster settings of ``restore --cluster ray``, or None without ``--cluster``.
+
+    Raises:
+        InputError: a cluster flag without ``--cluster``.
+    """
+    from seedvr2.errors import InputError
+
+    if args.cluster is None:
+        if args.ray_address is not None or args.cpus_per_worker is not None:
+            flag = "--ray-address" if args.ray_address is not None else "--cpus-per-worker"
+            raise InputError(f"{flag} is a setting of cluster runs; add --cluster ray")
+        return None
+    from seedvr2.pipeline.cluster import ClusterOptions
+
+    return ClusterOptions(args.ray_address, args.cpus_per_worker or ClusterOptions.cpus_per_worker)
+
+
+def _restore_on_cluster(args, settings, selection, options, runtime, cluster) -> int:
+    import shutil
+
+    from seedvr2 import pipeline
+    from seedvr2.console import ClusterLines
+    from seedvr2.pipeline import cluster as ray_cluster
+
+    jobs = pipeline.plan_jobs(args.inputs, args.output, settings, args.sequence, args.recursive)
+    load = _model_load(args, runtime, options)
+    folder = ray_cluster.summary_folder(jobs, args.output)
+    try:
+        run = ray_cluster.restore_on_cluster(jobs, load, selection, settings, cluster, folder,
+                                             {"command": sys.argv},
+                                             None if args.quiet else ClusterLines())  # fmt: skip
+    except KeyboardInterrupt:
+        print("seedvr2: interrupted; run the same command to finish what is missing (finished "
+              "outputs are kept, unfinished videos resume from their segments)", file=sys.stderr)  # fmt: skip
+        return 130
+    for outcome in run.of("failed"):
+        print(f"seedvr2: error: {outcome.result.message}", file=sys.stderr)
+    print(run.line())
+    if args.report:
+        shutil.copyfile(run.summary, args.report)
+    return 1 if run.of("failed") else 0
 
 
 def _restore_jobs(args, settings, selection, options, runtime, setup, devices) -> int:

@@ -12,11 +12,15 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seedvr2.pipeline import Job, Progress, Restorer
+
+if TYPE_CHECKING:
+    from seedvr2.pipeline.cluster import ClusterProgress
 
 
 def note(text: str) -> None:
@@ -156,3 +160,17 @@ class RestoreBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class ClusterLines:
+    """Progress of a cluster run, a line on stderr whenever a file finishes and at least every
+    ``every`` seconds."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every, self.last, self.finished = every, 0.0, -1
+
+    def __call__(self, progress: ClusterProgress) -> None:
+        now = time.perf_counter()
+        if progress.finished != self.finished or now - self.last >= self.every:
+            note(progress.line())
+            self.finished, self.last = progress.finished, now

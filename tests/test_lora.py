@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -161,3 +162,57 @@ def test_without_peft_seedvr2_imports_and_says_how_to_get_lora() -> None:
     assert result.returncode == 1
     assert 'InputError: LoRA adapters need the PEFT library: pip install "seedvr2[lora]"' \
         in result.stderr.splitlines()[-1]
+
+
+def _stage(config: dict, tmp_path: Path):
+    """The adversarial stage a config dict builds, on the CPU."""
+    from seedvr2.train.config import config_from_dict
+    from seedvr2.train.distributed import DistContext
+    from seedvr2.train.loop import build_stage
+
+    return build_stage(config_from_dict(config), DistContext(0, 1, torch.device("cpu"), "none"))
+
+
+def _base_storages(module: torch.nn.Module) -> set[int]:
+    return {p.untyped_storage().data_ptr() for n, p in module.named_parameters()
+            if ".lora_" not in n}
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_generator_and_discriminator_hold_one_base_when_shared(
+        trained: dict[str, Path], tmp_path: Path, share: bool) -> None:
+    config = lora_run(trained["media"], trained["model"], tmp_path / "run")
+    config["model"]["lora"]["share_base"] = share
+    stage = _stage(config, tmp_path)
+    generator = stage.generator.inner
+    backbone = stage.discriminator.inner.backbone
+    g_base, d_base = _base_storages(generator), _base_storages(backbone)
+    assert len(g_base) == len(d_base) == len(list(generator.parameters())) - len(
+        stage.generator.trainable)
+    assert (g_base == d_base) if share else not (g_base & d_base)
+    # Each network trains its own adapter only; the EMA holds G's adapter, not D's.
+    assert all(".lora_" in n and ".generator." in n for n in stage.generator.trainable)
+    d_adapter = [n for n in stage.discriminator.trainable if ".lora_" in n]
+    assert d_adapter and all(".discriminator." in n for n in d_adapter)
+    ema = stage.generator.ema_module
+    assert {n for n, p in ema.named_parameters() if ".lora_" in n} == stage.generator.trainable
+    assert _base_storages(ema) == g_base
+
+
+def test_a_shared_base_trains_exactly_as_two_copies(trained: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """Same seeds, same values: sharing changes where the base lives, not one bit of training."""
+    separate = lora_run(trained["media"], trained["model"], tmp_path / "separate")
+    separate["model"]["lora"]["share_base"] = False
+    run(write_config(tmp_path / "separate.yaml", separate))
+    a = load_checkpoint(sorted((trained["run"] / "checkpoints").iterdir())[-1])  # shared
+    b = load_checkpoint(tmp_path / "separate" / "checkpoints" / "step_00000004.pt")
+    assert a["step"] == b["step"] == 4 and a["models"].keys() == b["models"].keys()
+    for name, state in a["models"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["models"][name][key]), f"{name}.{key}"
+    logs = [list(csv.DictReader((folder / "metrics.csv").open()))
+            for folder in (tmp_path / "separate", trained["run"])]
+    for row in logs[0] + logs[1]:
+        del row["time/step_s"]
+    assert len(logs[0]) == 4 and logs[0] == logs[1]  # every loss, every step, to the digit

@@ -29,6 +29,8 @@ from seedvr2.weights.adapters import (
     lora_config,
     merge_adapters,
     read_adapter,
+    save_adapter,
+    to_peft_format,
 )
 from seedvr2.weights.networks import load_dit
 from train_support import make_media, tiny_config, write_config, write_image
@@ -216,3 +218,30 @@ def test_a_shared_base_trains_exactly_as_two_copies(trained: dict[str, Path],
     for row in logs[0] + logs[1]:
         del row["time/step_s"]
     assert len(logs[0]) == 4 and logs[0] == logs[1]  # every loss, every step, to the digit
+
+
+def _random_adapter(model: Path, folder: Path) -> Path:
+    """An adapter of the model's DiT with random (non-zero) A and B, tagged with its base."""
+    dit = load_dit(model / "dit.safetensors", torch.float32)
+    config = lora_config(4, 8.0, ["attn.proj_qkv", "mlp.proj_out"])
+    add_adapter(dit, config, "random")
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.5 for k, v in dit.state_dict().items() if ".lora_" in k}
+    return save_adapter(folder, config, to_peft_format(state, "random"),
+                        file_sha256(model / "dit.safetensors"), "tiny")
+
+
+def test_eval_compares_the_model_with_and_without_an_adapter(trained: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    model, media = trained["model"], trained["media"]
+    adapter = _random_adapter(model, tmp_path / "style")
+    out = tmp_path / "eval"
+    assert main(["eval", str(media / "c.png"), "-o", str(out), "--model", str(model),
+                 "--lora", str(adapter), "--lora", f"{adapter}:0", "--scale", "2",
+                 "--metrics", "psnr", "--device", "cpu"]) == 0
+    means = json.loads((out / "results.json").read_text())["mean"]
+    base, adapted, at_zero = means["model"], means["model + style"], means["model + style:0"]
+    assert adapted["psnr"] != base["psnr"]  # the adapter acts
+    assert at_zero == base  # scale 0: the base exactly, so the rows compare like for like
+    assert main(["eval", str(media / "c.png"), "-o", str(out), "--no-model",
+                 "--lora", str(adapter)]) == 1

@@ -550,6 +550,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", help="model folder, preset or repo id; repeat to "
                    "compare several (default: the bundled model)")  # fmt: skip
     p.add_argument("--no-model", action="store_true", help="baselines only")
+    p.add_argument("--lora", action="append", default=[], metavar="ADAPTER[:SCALE]",
+                   help="also evaluate each model with this LoRA adapter (seedvr2 export's "
+                   "folder), next to the model as is; repeat to compare several")
     p.add_argument("--scale", type=int, default=4, choices=[2, 4], help="up-scaling factor")
     p.add_argument("--degradation", help="degradation YAML for the LQ (default: bicubic down)")
     p.add_argument("--seed", type=int, default=0, help="seed of the LQ synthesis")
@@ -563,6 +566,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from seedvr2.errors import InputError
     from seedvr2.eval import BenchmarkSettings, evaluate, to_markdown
 
     settings = BenchmarkSettings(
@@ -571,8 +575,10 @@ def _eval(args: argparse.Namespace) -> int:
         metrics=None if args.metrics is None else tuple(args.metrics.split(",")),
     )  # fmt: skip
     models = [] if args.no_model else (args.model or [None])
+    if args.lora and not models:
+        raise InputError("--lora adapts a model: drop --no-model")
     result = evaluate(args.inputs, args.output, models, settings, device=args.device,
-                      plots=args.plots, log=print)
+                      plots=args.plots, log=print, adapters=args.lora)
     print(to_markdown(result), end="")
     return 0
 

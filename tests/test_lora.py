@@ -245,3 +245,14 @@ def test_eval_compares_the_model_with_and_without_an_adapter(trained: dict[str, 
     assert at_zero == base  # scale 0: the base exactly, so the rows compare like for like
     assert main(["eval", str(media / "c.png"), "-o", str(out), "--no-model",
                  "--lora", str(adapter)]) == 1
+
+
+def test_adapters_train_in_fp32_over_a_bf16_base() -> None:
+    """PEFT gives new adapters the base's dtype; bf16 would round small Adam updates away."""
+    from seedvr2.models import build_dit
+    from seedvr2.train.config import LoRAConfig
+    from seedvr2.train.networks import adapt
+
+    dit = adapt(build_dit("3b-tiny"), LoRAConfig(rank=4, base_dtype="bf16"), 0, 0, "g")
+    dtypes = {(p.requires_grad, ".lora_" in n, p.dtype) for n, p in dit.named_parameters()}
+    assert dtypes == {(True, True, torch.float32), (False, False, torch.bfloat16)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,8 +217,7 @@ def estimate(cfg: TrainConfig, gpus: int = 1) -> Estimate:
     shards = processes if cfg.run.parallel == "fsdp" else 1
     trained, extras = trained_networks(cfg)
     vae = vae_structure(cfg)
-    first = trained[0].module
-    dit_config: DiTConfig = getattr(first, "config", None)
+    dit_config: DiTConfig = trained[0].module.config
     frozen = [p for p in _unique([t.module for t in trained] + extras) if not p.requires_grad]
     shared = " (one base for G and D)" if cfg.shares_base else ""
     resident = [Part(f"weights, frozen{shared}", _shard(_bytes(frozen), shards),
@@ -232,6 +232,9 @@ def estimate(cfg: TrainConfig, gpus: int = 1) -> Estimate:
         if t.ema:
             resident.append(Part(f"EMA copy, {t.name}", _shard(_bytes(params), shards),
                                  "of the trained weights only"))
+        if cfg.run.parallel == "ddp" and processes > 1:
+            resident.append(Part(f"DDP gradient buckets, {t.name}", _bytes(params),
+                                 "all-reduce copies of the gradients"))
     if vae is not None:
         with torch.device("meta"):
             codec = build_vae(vae)
@@ -333,7 +336,7 @@ def _phases_override(cfg: TrainConfig, change: Callable[[Phase], dict]) -> str:
 
 def candidate_changes(cfg: TrainConfig, frame_step: int) -> list[list[list[str]]]:
     """Families of overrides that lower the peak, mildest family first; within a family,
-    milder options first (clip lengths and crop sizes step down)."""
+    milder options first (the batch halves, clip lengths and crop sizes step down)."""
     lora = cfg.model.lora
     out: list[list[list[str]]] = []
     if not cfg.model.gradient_checkpointing:
@@ -346,7 +349,9 @@ def candidate_changes(cfg: TrainConfig, frame_step: int) -> list[list[list[str]]
     if lora is not None and lora.base_dtype == "fp32":
         out.append([["model.lora.base_dtype=bf16", "run.precision=bf16"]])
     if cfg.data.batch_size > 1:
-        out.append([[f"data.batch_size={n}"] for n in range(cfg.data.batch_size - 1, 0, -1)])
+        halved = sorted({max(1, cfg.data.batch_size >> k)
+                         for k in range(1, cfg.data.batch_size.bit_length())}, reverse=True)
+        out.append([[f"data.batch_size={n}"] for n in halved])
     longest = max(max(p.frames) for p in cfg.data.phases)
     out.append([[_phases_override(cfg, lambda p, n=n: {"frames": sorted({min(f, n)
                                                                           for f in p.frames})})]
@@ -358,7 +363,7 @@ def candidate_changes(cfg: TrainConfig, frame_step: int) -> list[list[list[str]]
     return [family for family in out if family]
 
 
-def fitting_changes(cfg: TrainConfig, available: int, gpus: int = 1) -> list[str]:
+def fitting_changes(cfg: TrainConfig, available: int, gpus: int = 1) -> list[list[str]]:
     """Overrides that bring the estimate under ``available`` bytes: the mildest fitting option
     of each family alone, else the strongest of each family stacked in order until it fits;
     empty when nothing here is enough."""
@@ -369,22 +374,21 @@ def fitting_changes(cfg: TrainConfig, available: int, gpus: int = 1) -> list[str
         return changed is not None and estimate(changed, gpus).total <= available
 
     families = candidate_changes(cfg, frame_step)
-    alone = [" ".join(next(o for o in family if fits(o))) for family in families
-             if fits(family[-1])]
+    alone = [next(o for o in family if fits(o)) for family in families if fits(family[-1])]
     if alone:
         return alone
     stacked: list[str] = []
     for family in families:
         stacked += family[-1]
         if fits(stacked):
-            return [" ".join(stacked)]
+            return [stacked]
     return []
 
 
 # ------------------------------------------------------------------ the command
 
 
-def report(est: Estimate, available: int | None, where: str, ways: list[str]) -> str:
+def report(est: Estimate, available: int | None, where: str, ways: list[list[str]]) -> str:
     """The dry run's text: structure, settings, the table, and whether and how it fits."""
     lines = [f"model: {est.structure}", *(f"  {s}" for s in est.settings), ""]
     width = max(len(p.name) for p in est.resident + [q for ps in est.phases.values() for q in ps])
@@ -401,7 +405,8 @@ def report(est: Estimate, available: int | None, where: str, ways: list[str]) ->
     elif est.total <= available:
         lines.append(f"fits {where} ({amount(available)}), {amount(available - est.total)} spare")
     else:
-        advice = "; or ".join(ways) or "a larger GPU or more of them with run.parallel=fsdp"
+        advice = " or ".join(shlex.join(way) for way in ways) or \
+            "a larger GPU or more of them with run.parallel=fsdp"
         lines.append(f"does not fit {where} ({amount(available)}); would fit with: {advice}")
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from seedvr2.weights.adapters import (
     lora_config,
     merge_adapters,
     read_adapter,
+    save_adapter,
+    to_peft_format,
 )
 from seedvr2.weights.networks import load_dit
 from train_support import make_media, tiny_config, write_config, write_image
@@ -161,3 +164,95 @@ def test_without_peft_seedvr2_imports_and_says_how_to_get_lora() -> None:
     assert result.returncode == 1
     assert 'InputError: LoRA adapters need the PEFT library: pip install "seedvr2[lora]"' \
         in result.stderr.splitlines()[-1]
+
+
+def _stage(config: dict, tmp_path: Path):
+    """The adversarial stage a config dict builds, on the CPU."""
+    from seedvr2.train.config import config_from_dict
+    from seedvr2.train.distributed import DistContext
+    from seedvr2.train.loop import build_stage
+
+    return build_stage(config_from_dict(config), DistContext(0, 1, torch.device("cpu"), "none"))
+
+
+def _base_storages(module: torch.nn.Module) -> set[int]:
+    return {p.untyped_storage().data_ptr() for n, p in module.named_parameters()
+            if ".lora_" not in n}
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_generator_and_discriminator_hold_one_base_when_shared(
+        trained: dict[str, Path], tmp_path: Path, share: bool) -> None:
+    config = lora_run(trained["media"], trained["model"], tmp_path / "run")
+    config["model"]["lora"]["share_base"] = share
+    stage = _stage(config, tmp_path)
+    generator = stage.generator.inner
+    backbone = stage.discriminator.inner.backbone
+    g_base, d_base = _base_storages(generator), _base_storages(backbone)
+    assert len(g_base) == len(d_base) == len(list(generator.parameters())) - len(
+        stage.generator.trainable)
+    assert (g_base == d_base) if share else not (g_base & d_base)
+    # Each network trains its own adapter only; the EMA holds G's adapter, not D's.
+    assert all(".lora_" in n and ".generator." in n for n in stage.generator.trainable)
+    d_adapter = [n for n in stage.discriminator.trainable if ".lora_" in n]
+    assert d_adapter and all(".discriminator." in n for n in d_adapter)
+    ema = stage.generator.ema_module
+    assert {n for n, p in ema.named_parameters() if ".lora_" in n} == stage.generator.trainable
+    assert _base_storages(ema) == g_base
+
+
+def test_a_shared_base_trains_exactly_as_two_copies(trained: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """Same seeds, same values: sharing changes where the base lives, not one bit of training."""
+    separate = lora_run(trained["media"], trained["model"], tmp_path / "separate")
+    separate["model"]["lora"]["share_base"] = False
+    run(write_config(tmp_path / "separate.yaml", separate))
+    a = load_checkpoint(sorted((trained["run"] / "checkpoints").iterdir())[-1])  # shared
+    b = load_checkpoint(tmp_path / "separate" / "checkpoints" / "step_00000004.pt")
+    assert a["step"] == b["step"] == 4 and a["models"].keys() == b["models"].keys()
+    for name, state in a["models"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["models"][name][key]), f"{name}.{key}"
+    logs = [list(csv.DictReader((folder / "metrics.csv").open()))
+            for folder in (tmp_path / "separate", trained["run"])]
+    for row in logs[0] + logs[1]:
+        del row["time/step_s"]
+    assert len(logs[0]) == 4 and logs[0] == logs[1]  # every loss, every step, to the digit
+
+
+def _random_adapter(model: Path, folder: Path) -> Path:
+    """An adapter of the model's DiT with random (non-zero) A and B, tagged with its base."""
+    dit = load_dit(model / "dit.safetensors", torch.float32)
+    config = lora_config(4, 8.0, ["attn.proj_qkv", "mlp.proj_out"])
+    add_adapter(dit, config, "random")
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.5 for k, v in dit.state_dict().items() if ".lora_" in k}
+    return save_adapter(folder, config, to_peft_format(state, "random"),
+                        file_sha256(model / "dit.safetensors"), "tiny")
+
+
+def test_eval_compares_the_model_with_and_without_an_adapter(trained: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    model, media = trained["model"], trained["media"]
+    adapter = _random_adapter(model, tmp_path / "style")
+    out = tmp_path / "eval"
+    assert main(["eval", str(media / "c.png"), "-o", str(out), "--model", str(model),
+                 "--lora", str(adapter), "--lora", f"{adapter}:0", "--scale", "2",
+                 "--metrics", "psnr", "--device", "cpu"]) == 0
+    means = json.loads((out / "results.json").read_text())["mean"]
+    base, adapted, at_zero = means["model"], means["model + style"], means["model + style:0"]
+    assert adapted["psnr"] != base["psnr"]  # the adapter acts
+    assert at_zero == base  # scale 0: the base exactly, so the rows compare like for like
+    assert main(["eval", str(media / "c.png"), "-o", str(out), "--no-model",
+                 "--lora", str(adapter)]) == 1
+
+
+def test_adapters_train_in_fp32_over_a_bf16_base() -> None:
+    """PEFT gives new adapters the base's dtype; bf16 would round small Adam updates away."""
+    from seedvr2.models import build_dit
+    from seedvr2.train.config import LoRAConfig
+    from seedvr2.train.networks import adapt
+
+    dit = adapt(build_dit("3b-tiny"), LoRAConfig(rank=4, base_dtype="bf16"), 0, 0, "g")
+    dtypes = {(p.requires_grad, ".lora_" in n, p.dtype) for n, p in dit.named_parameters()}
+    assert dtypes == {(True, True, torch.float32), (False, False, torch.bfloat16)}

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -529,6 +530,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a stage from a YAML config (torchrun for many GPUs)")
     p.add_argument("config", help="configs/train/*.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4")
+    p.add_argument("--dry-run", action="store_true", help="train nothing: print the per-GPU "
+                   "memory estimate, the model and the settings, and what would fit")
+    p.add_argument("--gpu-memory", type=_memory_amount, metavar="AMOUNT",
+                   help="with --dry-run: compare with this much memory (e.g. 24GiB, 80GB) "
+                   "instead of this machine's GPU")
+    p.add_argument("--gpus", type=_number(int, 1), default=1, metavar="N",
+                   help="with --dry-run: processes of the run (torchrun --nproc-per-node)")
     p.set_defaults(handler=_train)
     p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors, or "
                        "a LoRA run's adapter as a PEFT folder")  # fmt: skip
@@ -539,9 +547,28 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_export)
 
 
+_UNITS = {"gib": 2**30, "gb": 10**9, "mib": 2**20, "mb": 10**6}
+
+
+def _memory_amount(text: str) -> int:
+    """``24GiB``, ``80GB``, ``512MiB`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]+)\s*", text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    try:
+        value = float(match.group(1)) if unit else -1.0
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount like 24GiB, 80GB or 512MiB")
+    return int(value * unit)
+
+
 def _train(args: argparse.Namespace) -> int:
     from seedvr2 import train
 
+    if args.dry_run:
+        print(train.dry_run(args.config, args.overrides, args.gpu_memory, args.gpus))
+        return 0
     checkpoint = train.run(args.config, args.overrides)
     if checkpoint is not None:
         print(f"latest checkpoint: {checkpoint}")
@@ -579,6 +606,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", help="model folder, preset or repo id; repeat to "
                    "compare several (default: the bundled model)")  # fmt: skip
     p.add_argument("--no-model", action="store_true", help="baselines only")
+    p.add_argument("--lora", action="append", default=[], metavar="ADAPTER[:SCALE]",
+                   help="also evaluate each model with this LoRA adapter (seedvr2 export's "
+                   "folder), next to the model as is; repeat to compare several")
     p.add_argument("--scale", type=int, default=4, choices=[2, 4], help="up-scaling factor")
     p.add_argument("--degradation", help="degradation YAML for the LQ (default: bicubic down)")
     p.add_argument("--seed", type=int, default=0, help="seed of the LQ synthesis")
@@ -592,6 +622,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from seedvr2.errors import InputError
     from seedvr2.eval import BenchmarkSettings, evaluate, to_markdown
 
     settings = BenchmarkSettings(
@@ -600,8 +631,10 @@ def _eval(args: argparse.Namespace) -> int:
         metrics=None if args.metrics is None else tuple(args.metrics.split(",")),
     )  # fmt: skip
     models = [] if args.no_model else (args.model or [None])
+    if args.lora and not models:
+        raise InputError("--lora adapts a model: drop --no-model")
     result = evaluate(args.inputs, args.output, models, settings, device=args.device,
-                      plots=args.plots, log=print)
+                      plots=args.plots, log=print, adapters=args.lora)
     print(to_markdown(result), end="")
     return 0
 

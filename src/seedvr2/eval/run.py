@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seedvr2.pipeline import Restorer
 from seedvr2.pipeline.models import BUNDLED_MODEL
+from seedvr2.weights.adapters import parse_adapter
 
 from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
 from .report import plot_means, write_crops, write_tables
@@ -20,6 +21,22 @@ def model_name(spec: str | None) -> str:
     return path.name if path.is_dir() else spec
 
 
+def adapter_name(spec: str) -> str:
+    """Table label of a ``--lora`` value: the adapter folder's name, ``:SCALE`` unless 1."""
+    folder, scale = parse_adapter(spec)
+    return folder.name if scale == 1.0 else f"{folder.name}:{scale:g}"
+
+
+def entries(
+    models: Sequence[str | None], adapters: Sequence[str]
+) -> dict[str, tuple[str | None, list[str]]]:
+    """Table label -> (model, adapters): every model as is, then with each adapter alone."""
+    out = {model_name(m): (m, []) for m in models}
+    for m in models:
+        out.update({f"{model_name(m)} + {adapter_name(a)}": (m, [a]) for a in adapters})
+    return out
+
+
 def evaluate(
     inputs: Sequence[str | Path],
     output_dir: str | Path,
@@ -29,14 +46,17 @@ def evaluate(
     crops: bool = True,
     plots: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    adapters: Sequence[str] = (),
 ) -> BenchmarkResult:
-    """Benchmark ``models`` (``None``: the bundled one) and the baselines; write the results.
+    """Benchmark ``models`` (``None``: the bundled one), each also with every LoRA adapter of
+    ``adapters`` (``ADAPTER[:SCALE]``, one at a time: base against adapted), and the baselines;
+    write the results.
 
     Writes ``results.{md,csv,json}`` to ``output_dir``, side-by-side crops to
     ``output_dir/crops`` and, with ``plots``, bar charts to ``output_dir/plots``.
     """
-    restorers = {model_name(m): Restorer.from_pretrained(m, device=device, scale=settings.scale)
-                 for m in models}
+    restorers = {label: Restorer.from_pretrained(m, device=device, scale=settings.scale, lora=lora)
+                 for label, (m, lora) in entries(models, adapters).items()}
     output_dir = Path(output_dir)
     on_output = (lambda clip, out: write_crops(clip, out, output_dir / "crops")) if crops else None
     result = run_benchmark(inputs, restorers, settings, on_output=on_output, log=log)

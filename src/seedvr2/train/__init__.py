@@ -13,9 +13,10 @@ from typing import Any
 
 from .config import TrainConfig, load_config
 
-_LAZY = {"run": "loop", "cache_latents": "latent_cache", "export_weights": "networks"}
+_LAZY = {"run": "loop", "cache_latents": "latent_cache", "export_weights": "networks",
+         "dry_run": "memory_estimate"}
 
-__all__ = ["TrainConfig", "cache_latents", "export_weights", "load_config", "run"]
+__all__ = ["TrainConfig", "cache_latents", "dry_run", "export_weights", "load_config", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ D step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 import torch
@@ -20,16 +21,52 @@ from seedvr2.models.discriminator import (
     DiscriminatorOutput,
     SeedVR2Discriminator,
 )
+from seedvr2.models.dit import SeedVR2DiT
 
 from . import losses
 from .config import TrainConfig
 from .distributed import DistContext, unwrap
 from .latents import clip_mean
-from .networks import adapter_record, build_trained_dit, seeded, set_trainable
+from .networks import (
+    adapt,
+    adapter_record,
+    base_dtype,
+    seeded,
+    set_trainable,
+    shared_base_twin,
+    starting_dit,
+)
 from .optim import Metrics
 from .stage import Batch, DiTStage, LatentBatch, Preview
 from .text import pack_text
 from .trained import TrainedNetwork
+
+StartDiT = Callable[[str | dict | None, str | None, str, int, int], SeedVR2DiT]  # starting_dit
+
+
+def build_networks(
+    cfg: TrainConfig, device: torch.device, start: StartDiT
+) -> tuple[SeedVR2DiT, SeedVR2Discriminator]:
+    """Generator and discriminator on ``device``, their DiTs made by ``start`` (loaded weights;
+    the memory estimate passes structures on the meta device). With ``cfg.shares_base`` one
+    frozen base carries both adapters (G's seeded as index 0, D's as 1: the same values as
+    separate copies get)."""
+    adv, lora, what = cfg.adversarial, cfg.model.lora, "adversarial.discriminator_init"
+    generator = start(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0)
+    if cfg.shares_base:
+        generator.to(base_dtype(lora))  # before the twin: one converted copy
+        backbone = shared_base_twin(generator)
+    else:
+        backbone = start(cfg.model.dit, adv.discriminator_init, what, cfg.seed, 1)
+    if lora is not None:
+        adapt(generator, lora, cfg.seed, 0, "generator")
+        adapt(backbone, lora, cfg.seed, 1, "discriminator")
+    for dit in (generator, backbone):
+        dit.gradient_checkpointing = cfg.model.gradient_checkpointing
+    heads = adv.head_blocks or DiscriminatorConfig.proportional(backbone.config.num_layers)
+    d_config = DiscriminatorConfig(head_blocks=tuple(heads), head_heads=adv.head_heads)
+    discriminator = seeded(cfg.seed, 2, lambda: SeedVR2Discriminator(backbone, d_config))
+    return generator.to(device), discriminator.to(device)
 
 
 class AdversarialStage(DiTStage):
@@ -37,30 +74,24 @@ class AdversarialStage(DiTStage):
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
-        adv, ckpt, lora = cfg.adversarial, cfg.model.gradient_checkpointing, cfg.model.lora
-        generator = build_trained_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0,
-                                      ckpt, ctx.device, lora, "generator")
+        generator, discriminator = build_networks(cfg, ctx.device, starting_dit)
         self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
                         generator.config.txt_in_dim)
-        backbone = build_trained_dit(cfg.model.dit, adv.discriminator_init,
-                                     "adversarial.discriminator_init", cfg.seed, 1, ckpt,
-                                     ctx.device, lora, "discriminator")
-        heads = adv.head_blocks or DiscriminatorConfig.proportional(backbone.config.num_layers)
-        d_config = DiscriminatorConfig(head_blocks=tuple(heads), head_heads=adv.head_heads)
-        discriminator = seeded(cfg.seed, 2, lambda: SeedVR2Discriminator(backbone, d_config))
+        backbone, d_config = discriminator.backbone, discriminator.config
         self.generator = TrainedNetwork("generator", generator, cfg.optim, cfg.run, ctx,
                                         cfg.run.ema_decay)
-        self.discriminator = TrainedNetwork("discriminator", discriminator.to(ctx.device),
-                                            adv.disc_optim, cfg.run, ctx, ema_decay=None)
+        self.discriminator = TrainedNetwork("discriminator", discriminator,
+                                            cfg.adversarial.disc_optim, cfg.run, ctx,
+                                            ema_decay=None)
         self.generator.register(self)
         self.discriminator.register(self)
         self.model_configs = {
             "generator": generator.config.to_dict(),
             "discriminator": {"backbone": backbone.config.to_dict(), **asdict(d_config)},
         }
-        if lora is not None:
-            self.model_configs["generator_adapter"] = adapter_record(lora, cfg.model.init,
-                                                                     "model.init")
+        if cfg.model.lora is not None:
+            self.model_configs["generator_adapter"] = adapter_record(cfg.model.lora,
+                                                                     cfg.model.init, "model.init")
 
     def generate(self, batch: LatentBatch, condition: torch.Tensor) -> torch.Tensor:  # (l, c)
         """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator)."""

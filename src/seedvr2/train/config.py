@@ -35,6 +35,9 @@ class LoRAConfig:
     targets: tuple[str, ...] = ()  # of attn.proj_qkv, attn.proj_out, mlp.proj_in,
     # mlp.proj_in_gate (3B), mlp.proj_out; () = all of them
     base_dtype: Literal["fp32", "bf16"] = "fp32"  # frozen base weights (bf16: half the memory)
+    # Adversarial stage: G and D on one frozen base in memory (each with its own adapter) when
+    # adversarial.discriminator_init is model.init; false: D gets a copy of its own.
+    share_base: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def shares_base(self) -> bool:
+        """Whether G and D of an adversarial LoRA run sit on one frozen base (same weights)."""
+        lora = self.model.lora
+        return (self.stage == "adversarial" and lora is not None and lora.share_base
+                and self.adversarial.discriminator_init == self.model.init)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON-able), stored in every checkpoint."""

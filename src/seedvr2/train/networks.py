@@ -9,6 +9,7 @@ id), read through :mod:`seedvr2.weights` in any of its formats; loading is stric
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable
@@ -111,7 +112,7 @@ def export_weights(source: str | Path, output: str | Path, network: str | None =
     adapter = payload["model_configs"].get(f"{trained}_adapter")
     if adapter is not None:
         settings = LoRAConfig(**{k: v for k, v in adapter.items() if k not in _RECORDED})
-        return save_adapter(output, _peft_config(settings), to_peft_format(state, trained),
+        return save_adapter(output, peft_settings(settings), to_peft_format(state, trained),
                             adapter["base_sha256"], adapter["base"])
     metadata = {"config": json.dumps(config), "network": name, "step": str(payload["step"])}
     save_file(state, str(output), metadata=metadata)
@@ -135,37 +136,66 @@ def seeded(seed: int, index: int, build: Callable[[], Module]) -> Module:
         return build()
 
 
-def build_trained_dit(
-    dit: str | dict | None, init: str | None, what: str, seed: int, index: int,
-    checkpointing: bool, device: torch.device, lora: LoRAConfig | None = None,
-    adapter: str = "default",
+def starting_dit(
+    dit: str | dict | None, init: str | None, what: str, seed: int, index: int
 ) -> SeedVR2DiT:
-    """A fp32 DiT on ``device``: seeded random init, then ``init`` weights if given (``dit``
-    None: built as the ``init`` file says). With ``lora``: the base frozen (in its
-    ``base_dtype``) and a new seeded adapter named ``adapter``, the only trainable weights."""
+    """A trainable fp32 DiT on the CPU: seeded random init, then ``init`` weights if given
+    (``dit`` None: built as the ``init`` file says)."""
     if dit is None:
         file = weights_file(init, "dit", what)
         if file is None:
             raise ConfigError(f"model.dit: null takes the structure from a weights file or "
                               f"model; {what} {init} is a training checkpoint: name its DiT")
-        model = load_dit(file, torch.float32).train().requires_grad_(True)
-    else:
-        model = seeded(seed, index, lambda: build_dit(dit))
-        if init == PASSTHROUGH:
-            make_passthrough(model)
-        elif init is not None:
-            load_weights(model, init, what)
+        return load_dit(file, torch.float32).train().requires_grad_(True)
+    model = seeded(seed, index, lambda: build_dit(dit))
+    if init == PASSTHROUGH:
+        make_passthrough(model)
+    elif init is not None:
+        load_weights(model, init, what)
+    return model
+
+
+def adapt(model: SeedVR2DiT, lora: LoRAConfig, seed: int, index: int, adapter: str) -> SeedVR2DiT:
+    """Freeze ``model`` as a LoRA base in ``lora.base_dtype`` and add a new seeded adapter
+    ``adapter``, the only trainable weights, kept in fp32 (PEFT gives it the base's dtype;
+    bf16 weights would round small Adam updates away)."""
+    model.to(base_dtype(lora))
+    seeded(seed, index, lambda: add_adapter(model, peft_settings(lora), adapter))
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
+def base_dtype(lora: LoRAConfig) -> torch.dtype:
+    """The dtype of a LoRA run's frozen base weights."""
+    return torch.bfloat16 if lora.base_dtype == "bf16" else torch.float32
+
+
+def shared_base_twin(model: SeedVR2DiT) -> SeedVR2DiT:
+    """A second module tree over ``model``'s parameters (one copy of the weights in memory), with
+    its own buffers; adapters added to either afterwards stay its own."""
+    return copy.deepcopy(model, {id(p): p for p in model.parameters()})
+
+
+def build_trained_dit(
+    dit: str | dict | None, init: str | None, what: str, seed: int, index: int,
+    checkpointing: bool, device: torch.device, lora: LoRAConfig | None = None,
+    adapter: str = "default",
+) -> SeedVR2DiT:
+    """A fp32 DiT on ``device`` (see :func:`starting_dit`). With ``lora``: the base frozen (in
+    its ``base_dtype``) and a new seeded adapter named ``adapter`` (see :func:`adapt`)."""
+    model = starting_dit(dit, init, what, seed, index)
     model.gradient_checkpointing = checkpointing
     if lora is not None:
-        model.to(torch.bfloat16 if lora.base_dtype == "bf16" else torch.float32)
-        seeded(seed, index, lambda: add_adapter(model, _peft_config(lora), adapter))
+        adapt(model, lora, seed, index, adapter)
     return model.to(device)
 
 
 _RECORDED = ("base", "base_sha256")  # adapter record entries that are not LoRAConfig fields
 
 
-def _peft_config(lora: LoRAConfig) -> object:
+def peft_settings(lora: LoRAConfig) -> object:
     """PEFT's ``LoraConfig`` of the run's settings (all projections when no targets are named)."""
     return lora_config(lora.rank, lora.alpha, lora.targets or LORA_TARGETS, lora.dropout)
 

@@ -152,10 +152,12 @@ def _assert_equal_nested(a: object, b: object, where: str = "") -> None:
 
 
 def _train_in_a_new_process(config: Path, *overrides: str) -> None:
-    """``python -m seedvr2 train`` in a fresh interpreter (nothing cached in this process)."""
+    """``python -m seedvr2 train`` in a fresh interpreter (nothing cached in this process), with
+    this process's thread count (float sums depend on how work is split between threads)."""
+    threads = str(torch.get_num_threads())
     result = subprocess.run([sys.executable, "-m", "seedvr2", "train", str(config), *overrides],
                             capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+                            env={**os.environ, "OMP_NUM_THREADS": threads})
     assert result.returncode == 0, result.stderr[-3000:]
 
 

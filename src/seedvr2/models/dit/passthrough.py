@@ -9,8 +9,12 @@ The model predicts the velocity ``v = x_T - x_0``, so ``x_0 = cond`` needs ``v =
 * ``vid_in`` copies each patch's ``x_t`` values to the first ``P`` channels of the residual
   stream and its LQ-latent values to the next ``P`` (``P = vid_out_channels * ph * pw``); the
   mask channel and the remaining ``dim - 2P`` channels start at zero;
-* every block's gates are closed (the time embedding's last layer and the learned ``ada`` gates
-  are zero), so each block adds exactly ``0``; training opens them;
+* every block's residual branches end in zero: the output projections of its attention and
+  MLP are zero (Fixup / zero-init-residual style) with the gates open at 1 (the time
+  embedding's last layer is zero, the learned ``ada`` gates 1), so each block adds exactly
+  ``0`` while the first training step already gets full-size gradients on those projections
+  (closed gates instead, as adaLN-Zero, left the model at the pass-through for 500 steps of a
+  CPU run: the gates' gradients are a weak correlation with random features);
 * ``vid_out`` reads ``stream[:P] - stream[P:2P]``.
 
 This needs the 7B structure's plain output head (``out_norm: false``): an RMSNorm before
@@ -50,11 +54,8 @@ def check_passthrough(dit: SeedVR2DiT) -> None:
 
 @torch.no_grad()
 def make_passthrough(dit: SeedVR2DiT) -> SeedVR2DiT:
-    """Set ``dit``'s in/out projections and gates so that it returns ``v = x_t - cond``.
-
-    Every other weight keeps its (random) initialisation: the closed gates make them irrelevant
-    to the output until training opens the gates.
-    """
+    """Set ``dit``'s in/out projections, residual branch ends and gates so that it returns
+    ``v = x_t - cond``. Every other weight keeps its (random) initialisation."""
     check_passthrough(dit)
     c = dit.config.vid_out_channels
     channels = dit.config.vid_in_channels  # per latent pixel: [x_t (c) | cond (c) | mask (1)]
@@ -76,5 +77,7 @@ def make_passthrough(dit: SeedVR2DiT) -> SeedVR2DiT:
     dit.emb_in.proj_out.bias.zero_()
     for name, param in dit.blocks.named_parameters():
         if name.endswith("_gate"):
+            param.fill_(1.0)
+        elif ".attn.proj_out." in name or (".mlp." in name and ".proj_out." in name):
             param.zero_()
     return dit

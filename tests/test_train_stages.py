@@ -187,3 +187,25 @@ def test_resume_mid_round_and_mid_phase_in_a_new_process(stage: str, media: Path
         _assert_equal_nested(a[part], b[part], part)
     assert [{k: v for k, v in r.items() if k != "time/step_s"} for r in _metrics(tmp_path / "a")] \
         == [{k: v for k, v in r.items() if k != "time/step_s"} for r in _metrics(tmp_path / "b")]
+
+
+def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path, tmp_path: Path) -> None:
+    from seedvr2.errors import ConfigError
+    from seedvr2.models.dit.passthrough import make_passthrough
+
+    dit = {"dim": 128, "heads": 2, "head_dim": 64, "num_layers": 2, "mm_layers": 2,
+           "txt_in_dim": 16, "rope_dim": 30, "rope_type": "rope3d", "mlp_type": "gelu",
+           "out_norm": False, "last_block_vid_only": False, "patch_size": [1, 1, 1],
+           "vid_in_channels": 97, "vid_out_channels": 48}
+    cfg = tiny_config(media, tmp_path / "pt", "adversarial", run={"steps": 2},
+                      model={"dit": dit, "init": "passthrough", "frozen": ["vid_in", "vid_out"]},
+                      adversarial={"discriminator_init": "passthrough"})
+    trained = _networks(run(write_config(tmp_path / "pt.yaml", cfg)))["generator"]
+    start = make_passthrough(build_dit(dit)).state_dict()
+    for name in ("vid_in.proj.weight", "vid_in.proj.bias", "vid_out.proj.weight"):
+        assert torch.equal(trained[name], start[name]), name
+    assert not torch.equal(trained["blocks.0.attn.proj_out.vid.weight"],
+                           start["blocks.0.attn.proj_out.vid.weight"])
+    cfg["model"]["frozen"] = ["vid_inn"]
+    with pytest.raises(ConfigError, match="'vid_inn' names no parameter"):
+        run(write_config(tmp_path / "bad.yaml", cfg))

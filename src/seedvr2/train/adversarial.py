@@ -31,6 +31,7 @@ from .networks import (
     adapt,
     adapter_record,
     base_dtype,
+    freeze,
     seeded,
     set_trainable,
     shared_base_twin,
@@ -53,6 +54,7 @@ def build_networks(
     separate copies get)."""
     adv, lora, what = cfg.adversarial, cfg.model.lora, "adversarial.discriminator_init"
     generator = start(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0)
+    freeze(generator, cfg.model.frozen)
     if cfg.shares_base:
         generator.to(base_dtype(lora))  # before the twin: one converted copy
         backbone = shared_base_twin(generator)
@@ -79,7 +81,7 @@ class AdversarialStage(DiTStage):
                         generator.config.txt_in_dim)
         backbone, d_config = discriminator.backbone, discriminator.config
         self.generator = TrainedNetwork("generator", generator, cfg.optim, cfg.run, ctx,
-                                        cfg.run.ema_decay)
+                                        cfg.run.ema_decay, save_frozen=cfg.model.lora is None)
         self.discriminator = TrainedNetwork("discriminator", discriminator,
                                             cfg.adversarial.disc_optim, cfg.run, ctx,
                                             ema_decay=None)

@@ -52,6 +52,9 @@ class ModelConfig:
     # training opens its gates (seedvr2.models.dit.passthrough; 7B structure).
     init: str | None = None
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass
+    # Parameter-name prefixes of the generator kept as they start (adversarial stage), e.g.
+    # [vid_in, vid_out]: a pass-through's exact input/output maps stay exact while blocks learn.
+    frozen: tuple[str, ...] = ()
     lora: LoRAConfig | None = None  # train adapters (also D's, adversarial) instead of all weights
 
 

@@ -155,6 +155,19 @@ def starting_dit(
     return model
 
 
+def freeze(model: SeedVR2DiT, prefixes: tuple[str, ...]) -> None:
+    """Keep the parameters whose names start with one of ``prefixes`` fixed (``model.frozen``)."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        matched = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+        if not matched:
+            raise ConfigError(f"model.frozen: {prefix!r} names no parameter of the DiT; names "
+                              f"start with {sorted({n.split('.')[0] for n in names})}")
+        for name, param in model.named_parameters():
+            if name in matched:
+                param.requires_grad_(False)
+
+
 def adapt(model: SeedVR2DiT, lora: LoRAConfig, seed: int, index: int, adapter: str) -> SeedVR2DiT:
     """Freeze ``model`` as a LoRA base in ``lora.base_dtype`` and add a new seeded adapter
     ``adapter``, the only trainable weights, kept in fp32 (PEFT gives it the base's dtype;

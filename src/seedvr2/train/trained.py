@@ -2,7 +2,8 @@
 
 Under FSDP the EMA copy is sharded like the network, so the EMA update is shard-local. A network
 with frozen weights (a LoRA base) shares them with its EMA copy, which then costs only the
-trainable weights, and only those are checkpointed.
+trainable weights, and only those are checkpointed (unless ``save_frozen``: weights frozen in a
+full network, ``model.frozen``, are saved so that its checkpoints export whole).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ class TrainedNetwork:
         run: RunConfig,
         ctx: DistContext,
         ema_decay: float | None,
+        save_frozen: bool = False,
     ) -> None:
         self.name = name
         self.ema_module = None
         self.ema = None
         params = list(module.parameters())
         self.trainable = frozenset(n for n, p in module.named_parameters() if p.requires_grad)
-        self.partial = len(self.trainable) < len(params)
+        self.partial = len(self.trainable) < len(params) and not save_frozen
         if ema_decay is not None:
             shared = {id(p): p for p in params if not p.requires_grad}  # not copied
             self.ema_module = wrap(frozen(copy.deepcopy(module, shared)), ctx, trainable=False)

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seedvr2.errors import ConfigError, InputError
 from seedvr2.models.dit import DiTConfig, build_dit
@@ -146,3 +147,17 @@ def test_official_config_round_trip_and_errors() -> None:
         })
     with pytest.raises(ConfigError, match="unknown DiT preset"):
         build_dit("13b")
+
+
+def test_the_fast_cpu_rms_norm_equals_torchs() -> None:
+    from seedvr2.models.dit.layers import RMSNorm, rms_norm
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 3, 2, 64)[:, 0] * 5  # a strided view, as q and k are
+    norm = RMSNorm(64, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        fast, plain = norm(x), F.rms_norm(x, (64,), norm.weight, 1e-5)
+        assert (fast - plain).abs().max() < 1e-5
+        assert (rms_norm(x, 1e-6) - F.rms_norm(x, (64,), eps=1e-6)).abs().max() < 1e-5
+    assert torch.equal(norm(x), F.rms_norm(x, (64,), norm.weight, 1e-5))  # autograd: torch's

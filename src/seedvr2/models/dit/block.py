@@ -11,7 +11,16 @@ from torch import nn
 
 from .attention import Backend, WindowPlan, grouped_attention
 from .config import DiTConfig
-from .layers import AdaParams, DualStream, Modulation, make_mlp, modulate, per_token, rms_norm
+from .layers import (
+    AdaParams,
+    DualStream,
+    Modulation,
+    RMSNorm,
+    make_mlp,
+    modulate,
+    per_token,
+    rms_norm,
+)
 from .rope import RotaryEmbedding3d, apply_rotary, rotate, rotation_factors
 
 
@@ -26,7 +35,7 @@ class JointWindowAttention(nn.Module):
         self.proj_out = DualStream(lambda: nn.Linear(inner, dim, **factory), shared)
 
         def qk_norm() -> nn.Module:
-            return nn.RMSNorm(config.head_dim, eps=config.norm_eps, **factory)
+            return RMSNorm(config.head_dim, eps=config.norm_eps, **factory)
 
         self.norm_q = DualStream(qk_norm, shared)
         self.norm_k = DualStream(qk_norm, shared)

@@ -61,18 +61,21 @@ def test_structures_that_cannot_pass_through_are_refused() -> None:
         make_passthrough(build_dit({**SMALL, "dim": 64, "heads": 1}))
 
 
-def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
-    """Whole pipeline (exact space-to-depth VAE, one step, colour correction): the bicubic
-    up-scale restore makes, to 8-bit rounding."""
-    torch.manual_seed(2)
-    dit = make_passthrough(build_dit(SMALL))
+def _model_folder(folder, dit) -> None:
     config = space_to_depth_config((16, 32))
     vae = space_to_depth_vae(config)
     for name, net, cfg in (("dit", dit, dit.config), ("vae", vae, config)):
         save_file({k: v.contiguous() for k, v in net.state_dict().items()},
-                  str(tmp_path / f"{name}.safetensors"),
+                  str(folder / f"{name}.safetensors"),
                   metadata={"config": json.dumps(cfg.to_dict()), "network": name})
-    save_file({"pos_emb": torch.randn(4, 16)}, str(tmp_path / "pos_emb.safetensors"))
+    save_file({"pos_emb": torch.randn(4, 16)}, str(folder / "pos_emb.safetensors"))
+
+
+def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
+    """Whole pipeline (exact space-to-depth VAE, one step, colour correction): the bicubic
+    up-scale restore makes, to 8-bit rounding."""
+    torch.manual_seed(2)
+    _model_folder(tmp_path, make_passthrough(build_dit(SMALL)))
     rng = np.random.default_rng(0)
     frames = rng.random((3, 20, 28, 3)).astype(np.float32)
     out = Restorer.from_pretrained(tmp_path, device="cpu", scale=2).restore(frames)
@@ -81,3 +84,15 @@ def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
     got = torch.from_numpy(out).permute(0, 3, 1, 2)  # float frames in, float frames out
     assert got.shape == expected.shape
     assert (got - expected).abs().max() <= 0.5 / 255 + 1e-4
+
+
+@pytest.mark.parametrize("start_noise", [0.0, 1.0])
+def test_start_noise_zero_makes_a_deterministic_generator(tmp_path, start_noise) -> None:
+    torch.manual_seed(3)
+    dit = build_dit({**SMALL, "start_noise": start_noise})  # random weights: noise matters
+    _model_folder(tmp_path, dit)
+    frames = np.random.default_rng(1).random((1, 16, 16, 3)).astype(np.float32)
+    outputs = [Restorer.from_pretrained(tmp_path, device="cpu", seed=seed).restore(frames)
+               for seed in (0, 1)]
+    difference = np.abs(outputs[0] - outputs[1]).max()  # (the VAE posterior's std is ~3e-7)
+    assert difference < 1e-4 if start_noise == 0.0 else difference > 1e-2

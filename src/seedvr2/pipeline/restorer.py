@@ -449,7 +449,7 @@ class Restorer:
         latent = rearrange(latent, "1 z t h w -> t h w z") if latent.ndim == 5 else (
             rearrange(latent, "1 z h w -> 1 h w z")
         )
-        noise = gaussian(latent.shape)
+        noise = gaussian(latent.shape) * dit.config.start_noise  # x_T
         aug_noise = gaussian(latent.shape) if o.cond_noise_scale > 0 else None
         with (
             self._phase("dit"),

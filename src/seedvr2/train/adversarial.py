@@ -96,8 +96,9 @@ class AdversarialStage(DiTStage):
                                                                      cfg.model.init, "model.init")
 
     def generate(self, batch: LatentBatch, condition: torch.Tensor) -> torch.Tensor:  # (l, c)
-        """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator)."""
-        noise = self.randn(batch)
+        """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator), scaled by
+        the generator's ``start_noise`` (0: a deterministic generator)."""
+        noise = self.randn(batch) * self.generator.inner.config.start_noise
         t = torch.full((len(batch.keys),), NUM_TIMESTEPS)
         v = self.velocity(self.generator.module, noise, condition, batch, t)
         return predict_clean(noise, v, NUM_TIMESTEPS)

@@ -50,6 +50,9 @@ class DiTConfig:
     norm_eps: float = 1e-5
     num_windows: tuple[int, int, int] = (4, 3, 3)  # windows per axis at the 720p proxy (eq. 1-2)
     window_methods: tuple[WindowMethod, ...] = field(default=())  # per block; () = alternate
+    # Scale of the x_T the sampler starts from (1: the released models' Gaussian noise; 0: a
+    # deterministic generator, x_T = 0, as the bundled seedvr2-small is trained and run).
+    start_noise: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dim != self.heads * self.head_dim:

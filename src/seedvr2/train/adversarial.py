@@ -145,9 +145,11 @@ class AdversarialStage(DiTStage):
         terms = {
             "gan": gan,
             "l1": clip_mean(losses.l1_loss, fake, batch.x0, batch.shapes),
+            "mse": clip_mean(losses.mse_loss, fake, batch.x0, batch.shapes),
             "feature": losses.feature_matching_loss(fake_out.features, real_out.features),
         }
-        weights = {"gan": 1.0, "l1": adv.l1_weight, "feature": adv.feature_weight}
+        weights = {"gan": 1.0, "l1": adv.l1_weight, "mse": adv.mse_weight,
+                   "feature": adv.feature_weight}
         total, logged = losses.weighted_sum(terms, weights)
         return total, {"g/loss": total, **{f"g/{k}": v for k, v in logged.items()}}
 

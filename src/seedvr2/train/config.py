@@ -178,6 +178,7 @@ class AdversarialConfig:
     r2_weight: float = 1000.0
     sigma: float = 0.1  # std of the approximate-R1/R2 perturbation (APT video value)
     l1_weight: float = 0.1  # paper: 1.0 in ablations, 0.1 final
+    mse_weight: float = 0.0  # squared error on latents (not in the paper; the bundled model's)
     feature_weight: float = 0.1
     shift_image: float = 1.0  # t_D = shift(U(0, T), s) for single images (APT)
     shift_video: float = 12.0  # ... and for clips

@@ -199,8 +199,13 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
            "vid_in_channels": 97, "vid_out_channels": 48}
     cfg = tiny_config(media, tmp_path / "pt", "adversarial", run={"steps": 2},
                       model={"dit": dit, "init": "passthrough", "frozen": ["vid_in", "vid_out"]},
-                      adversarial={"discriminator_init": "passthrough"})
+                      adversarial={"discriminator_init": "passthrough", "l1_weight": 0.0,
+                                   "mse_weight": 1000.0, "feature_weight": 1.0})
     trained = _networks(run(write_config(tmp_path / "pt.yaml", cfg)))["generator"]
+    rows = list(csv.DictReader(open(tmp_path / "pt" / "metrics.csv")))
+    assert float(rows[0]["g/mse"]) > 0 and float(rows[0]["g/l1"]) > 0  # both logged
+    g = {k: float(rows[0][f"g/{k}"]) for k in ("gan", "mse", "feature", "loss")}
+    assert g["loss"] == pytest.approx(g["gan"] + 1000 * g["mse"] + g["feature"], rel=1e-5)
     start = make_passthrough(build_dit(dit)).state_dict()
     for name in ("vid_in.proj.weight", "vid_in.proj.bias", "vid_out.proj.weight"):
         assert torch.equal(trained[name], start[name]), name

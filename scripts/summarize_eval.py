@@ -1,0 +1,38 @@
+"""Mean PSNR / SSIM / NIQE per method of ``seedvr2 eval`` result folders, with each method's
+difference to bicubic: ``python scripts/summarize_eval.py runs/eval-*``."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def means(folder: Path) -> dict[str, dict[str, float]]:
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in csv.DictReader(open(folder / "results.csv")):
+        if row["value"] not in ("", "nan"):
+            values[(row["method"], row["metric"])].append(float(row["value"]))
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for (method, metric), found in values.items():
+        table[method][metric] = sum(found) / len(found)
+    return table
+
+
+def main() -> None:
+    print("| input | method | PSNR | ΔPSNR | SSIM | ΔSSIM | NIQE |")
+    print("|---|---|---|---|---|---|---|")
+    for folder in map(Path, sys.argv[1:]):
+        table = means(folder)
+        base = table["bicubic"]
+        for method, scores in table.items():
+            if method in ("lanczos_unsharp", "ground_truth"):
+                continue
+            psnr, ssim, niqe = (scores.get(k, float("nan")) for k in ("psnr", "ssim", "niqe"))
+            print(f"| {folder.name} | {method} | {psnr:.2f} | {psnr - base['psnr']:+.2f} | "
+                  f"{ssim:.4f} | {ssim - base['ssim']:+.4f} | {niqe:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,7 @@ class ModelShape:
     dit: DiTConfig
     vae: VAEConfig
     text_tokens: int  # tokens of the positive prompt embedding
+    vae_direct: bool = False  # an exact space-to-depth VAE run as a pixel shuffle: ~no FLOPs
 
 
 def model_shape(model: str | Path | None, cache_dir: str | Path | None = None) -> ModelShape:
@@ -60,10 +61,11 @@ def batch_flops(
     latent = ((video[0] - 1) // vae.temporal_factor + 1,
               padded[0] // vae.spatial_factor, padded[1] // vae.spatial_factor)  # fmt: skip
     passes = options.steps * (1 if options.cfg_scale == 1.0 else 2)
+    vae_share = 0.0 if model.vae_direct else 1.0
     return {
-        "encode": float(vae_encode_flops(vae, video).total),
+        "encode": vae_share * float(vae_encode_flops(vae, video).total),
         "dit": float(dit_forward_flops(model.dit, latent, model.text_tokens).total * passes),
-        "decode": float(vae_decode_flops(vae, latent).total),
+        "decode": vae_share * float(vae_decode_flops(vae, latent).total),
     }
 
 

@@ -271,7 +271,9 @@ class Restorer:
     @property
     def model_shape(self) -> ModelShape:
         """The network configs and prompt length, for FLOP counts and time estimates."""
-        return ModelShape(self.model.dit.config, self.model.vae.config, self.model.text.shape[0])
+        vae = self.model.vae
+        return ModelShape(self.model.dit.config, vae.config, self.model.text.shape[0],
+                          vae_direct=vae.space_to_depth_stages is not None)
 
     def estimate_seconds(self, source: tuple[int, int], frames: int) -> float:
         """Rough seconds to restore ``frames`` frames of ``source`` (h, w): the planned FLOPs

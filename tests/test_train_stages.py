@@ -211,6 +211,8 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
         assert torch.equal(trained[name], start[name]), name
     assert not torch.equal(trained["blocks.0.attn.proj_out.vid.weight"],
                            start["blocks.0.attn.proj_out.vid.weight"])
+    cfg["run"]["steps"] = 3  # resumes: the last block's text weights never had a gradient
+    run(write_config(tmp_path / "pt.yaml", cfg))
     cfg["model"]["frozen"] = ["vid_inn"]
     with pytest.raises(ConfigError, match="'vid_inn' names no parameter"):
         run(write_config(tmp_path / "bad.yaml", cfg))

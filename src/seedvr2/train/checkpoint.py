@@ -129,7 +129,10 @@ def optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict
 def load_optimizer_state(
     module: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
-    set_optimizer_state_dict(module, optimizer, state, options=_SCATTER)
+    """Load ``state``; parameters without saved state start fresh, as they did before the
+    save: Adam creates a parameter's state at its first gradient, and a parameter whose output
+    nothing reads (the 7B structure's last text update) never gets one."""
+    set_optimizer_state_dict(module, optimizer, state, options=_PARTIAL)
 
 
 def rng_state() -> dict[str, Any]:

@@ -77,6 +77,7 @@ class AdversarialStage(DiTStage):
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
         generator, discriminator = build_networks(cfg, ctx.device, starting_dit)
+        self.start_noise = generator.config.start_noise  # x_T's scale (0: deterministic)
         self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
                         generator.config.txt_in_dim)
         backbone, d_config = discriminator.backbone, discriminator.config
@@ -98,7 +99,7 @@ class AdversarialStage(DiTStage):
     def generate(self, batch: LatentBatch, condition: torch.Tensor) -> torch.Tensor:  # (l, c)
         """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator), scaled by
         the generator's ``start_noise`` (0: a deterministic generator)."""
-        noise = self.randn(batch) * self.generator.inner.config.start_noise
+        noise = self.randn(batch) * self.start_noise
         t = torch.full((len(batch.keys),), NUM_TIMESTEPS)
         v = self.velocity(self.generator.module, noise, condition, batch, t)
         return predict_clean(noise, v, NUM_TIMESTEPS)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 OUT = Path("runs/cartoon")
 PALETTE = [(255, 214, 102), (239, 71, 111), (6, 214, 160), (17, 138, 178), (7, 59, 76),
            (255, 255, 255), (250, 160, 90), (140, 200, 255), (180, 120, 220), (90, 170, 80)]
-WORDS = "wow look out here we go again what a day hello there boom zap pow ok no yes".split()
+WORDS = ["wow", "look", "out", "here", "we", "go", "again", "what", "a", "day", "hello", "there", "boom", "zap", "pow", "ok", "no", "yes"]
 
 
 def colour(rng: np.random.Generator) -> tuple[int, int, int]:

@@ -32,8 +32,7 @@ TRAIN_PHOTOS = ("astronaut", "chelsea", "brick", "grass", "gravel", "camera", "t
                 "moon", "immunohistochemistry", "retina", "colorwheel", "logo",
                 "hubble_deep_field", "cat", "clock", "coins", "horse")
 VALIDATION_PHOTOS = ("coffee", "rocket")
-WORDS = ("the quick brown fox jumps over the lazy dog SEEDVR2 video restoration 0123456789 "
-         "bicycle road street camera phone car window face tree sky").split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 def means(folder: Path) -> dict[str, dict[str, float]]:
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for row in csv.DictReader(open(folder / "results.csv")):
-        if row["value"] not in ("", "nan"):
-            values[(row["method"], row["metric"])].append(float(row["value"]))
+    with open(folder / "results.csv") as handle:
+        for row in csv.DictReader(handle):
+            if row["value"] not in ("", "nan"):
+                values[(row["method"], row["metric"])].append(float(row["value"]))
     table: dict[str, dict[str, float]] = defaultdict(dict)
     for (method, metric), found in values.items():
         table[method][metric] = sum(found) / len(found)

@@ -202,7 +202,8 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
                       adversarial={"discriminator_init": "passthrough", "l1_weight": 0.0,
                                    "mse_weight": 1000.0, "feature_weight": 1.0})
     trained = _networks(run(write_config(tmp_path / "pt.yaml", cfg)))["generator"]
-    rows = list(csv.DictReader(open(tmp_path / "pt" / "metrics.csv")))
+    with open(tmp_path / "pt" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
     assert float(rows[0]["g/mse"]) > 0 and float(rows[0]["g/l1"]) > 0  # both logged
     g = {k: float(rows[0][f"g/{k}"]) for k in ("gan", "mse", "feature", "loss")}
     assert g["loss"] == pytest.approx(g["gan"] + 1000 * g["mse"] + g["feature"], rel=1e-5)

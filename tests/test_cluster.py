@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from media_fixtures import pattern, write_video
 from seedvr2.cli import main
@@ -47,8 +48,14 @@ def _clip(path: Path, frames: int, seed: int = 0, size: tuple[int, int] = (24, 3
 
 
 def _plain(model: Path, clip: Path, out: Path) -> bytes:
-    """The plain CLI's output for one file."""
-    assert main(["restore", str(clip), "-o", str(out), "-m", str(model), *ARGS]) == 0
+    """The plain CLI's output for one file, on one thread as each worker (float sums depend on
+    how work is split between threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["restore", str(clip), "-o", str(out), "-m", str(model), *ARGS]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out.read_bytes()
 
 

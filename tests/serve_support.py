@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from process_support import default_sigint
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -35,6 +37,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "seedvr2", "serve", "--port", str(self.port), "--device", "cpu", *args],
             cwd=tmp, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            preexec_fn=default_sigint,
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

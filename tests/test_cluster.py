@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from media_fixtures import pattern, write_video
+from process_support import default_sigint
 from seedvr2.cli import main
 from seedvr2.errors import InputError
 from seedvr2.pipeline import InputSelection, OutputSettings, RestoreOptions, RuntimeOptions
@@ -143,7 +144,7 @@ def test_a_stopped_driver_is_finished_by_the_same_command(local_ray, tiny_model,
     command = ["restore", str(inputs), "-o", str(out), "-m", str(tiny_model), "--cluster", "ray",
                "--cpus-per-worker", "1", *ARGS]  # fmt: skip
     driver = subprocess.Popen([sys.executable, "-m", "seedvr2", *command], stderr=subprocess.PIPE,
-                              text=True)  # fmt: skip
+                              text=True, preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 300  # Ray starts slowly on a busy machine
     while not list(out.glob(".long.mkv.seedvr2-*/*.npz")) and time.monotonic() < deadline:
         assert driver.poll() is None, "the driver ended before a segment was saved"

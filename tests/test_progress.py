@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from media_fixtures import pattern, write_video
+from process_support import default_sigint
 from seedvr2 import Restorer
 from seedvr2.cli import main
 from seedvr2.pipeline import Cancelled, VAETiling
@@ -89,7 +90,7 @@ def test_ctrl_c_inside_a_long_batch_exits_within_10_s(tmp_path):
     command = [sys.executable, "-m", "seedvr2", "restore", str(source), "-o", str(out),
                "--scale", "2", "-b", "9", "--device", "cpu"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+                               preexec_fn=default_sigint)  # fmt: skip
     seen = b""
     try:
         while b"encode 0/" not in seen:  # the batch has started

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model selection for seedvr2-small on runs/val only (procedural images, seed 1, and the
 # scikit-image photos coffee and rocket; never trained on, never the evaluation clips).
-# Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime.
+# Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
+# against bicubic (scripts/summarize_eval.py).
 set -euo pipefail
 run=$1; shift
 G=configs/degradations
@@ -22,20 +23,6 @@ for scale in 2 4; do
     rm -rf "$out"
     seedvr2 eval runs/val -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
       --device cpu --metrics psnr,ssim >/dev/null
-    python - "$out/results.csv" "$regime x$scale" <<'PY'
-import csv, sys
-from collections import defaultdict
-rows = defaultdict(list)
-for r in csv.DictReader(open(sys.argv[1])):
-    if r["value"] not in ("", "nan"):
-        rows[(r["method"], r["metric"])].append(float(r["value"]))
-base = {m: sum(rows[("bicubic", m)]) / len(rows[("bicubic", m)]) for m in ("psnr", "ssim")}
-for (method, metric), values in sorted(rows.items()):
-    if metric == "psnr" and method not in ("bicubic", "lanczos_unsharp"):
-        ssim = sum(rows[(method, "ssim")]) / len(rows[(method, "ssim")])
-        psnr = sum(values) / len(values)
-        print(f"{sys.argv[2]:9s} {method:24s} psnr {psnr:.3f} ({psnr - base['psnr']:+.3f})"
-              f"  ssim {ssim:.4f} ({ssim - base['ssim']:+.4f})")
-PY
   done
 done
+python scripts/summarize_eval.py runs/select/val-*-x4 runs/select/val-*-x2

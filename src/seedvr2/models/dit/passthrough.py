@@ -1,8 +1,8 @@
 """Weights that make a DiT return its LQ condition exactly: ``x_0 = LQ latent`` in one step.
 
 A restoration model that starts as the identity of its (bicubic up-scaled) input can only be
-trained *away* from bicubic where the loss says it is better; the bundled seedvr2-small starts
-this way (adaLN-Zero style, as DiT initialises its blocks).
+trained *away* from bicubic where the loss says it is better (``model.init: passthrough``, used
+by the experiment ``configs/train/small_passthrough.yaml``).
 
 The model predicts the velocity ``v = x_T - x_0``, so ``x_0 = cond`` needs ``v = x_t - cond``:
 

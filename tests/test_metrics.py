@@ -373,6 +373,9 @@ def test_grid_ratio_finds_a_token_grid_and_only_at_its_period() -> None:
     assert 0.95 < grid_ratio(smooth, 4) < 1.05
     assert grid_ratio(smooth + blocks, 4) > 1.15  # offsets per 4x4 block
     assert grid_ratio(torch.stack([smooth + blocks] * 2), 3) < 1.05  # another period: no grid
+    doubled = F.interpolate(smooth[None], scale_factor=2, mode="nearest")[0]  # x2, 2-periodic
+    assert grid_ratio(doubled, 4) > 1.5  # naive: every 4th boundary is an input-pixel one
+    assert 0.9 < grid_ratio(doubled, 4, scale=2) < 1.1  # against input-pixel boundaries
 
 
 def test_speck_fraction_counts_isolated_pixels_only() -> None:

@@ -21,7 +21,7 @@ from seedvr2.train.networks import export_weights
 from seedvr2.weights import load_into
 from train_support import make_media, tiny_config, write_config
 
-STAGES = ["vae", "diffusion", "distill", "adversarial"]
+STAGES = ["vae", "diffusion", "distill", "fidelity", "adversarial"]
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +217,25 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
     cfg["model"]["frozen"] = ["vid_inn"]
     with pytest.raises(ConfigError, match="'vid_inn' names no parameter"):
         run(write_config(tmp_path / "bad.yaml", cfg))
+
+
+def test_fidelity_stage_fits_the_targets_and_starts_the_adversarial_stage(media: Path,
+                                                                          tmp_path: Path) -> None:
+    """L1 + MSE alone, no discriminator: the loss is their weighted sum and falls; the checkpoint
+    is a generator that the adversarial stage takes as model.init."""
+    cfg = tiny_config(media, tmp_path / "fid", "fidelity",
+                      run={"steps": 30, "checkpoint_every": 30, "ema_decay": None},
+                      data={"batch_size": 4, "phases": [{"frames": [1], "sizes": [32]}]},
+                      fidelity={"l1_weight": 0.5, "mse_weight": 2.0})
+    last = run(write_config(tmp_path / "fid.yaml", cfg))
+    rows = _metrics(tmp_path / "fid")
+    for row in rows:
+        expected = 0.5 * float(row["g/l1"]) + 2.0 * float(row["g/mse"])
+        assert float(row["g/loss"]) == pytest.approx(expected, rel=1e-5)
+    losses = [float(r["g/loss"]) for r in rows]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert set(_networks(last)) == {"generator"}
+    cfg = tiny_config(media, tmp_path / "apt", "adversarial", run={"steps": 1},
+                      model={"init": str(tmp_path / "fid")})
+    networks = _networks(run(write_config(tmp_path / "apt.yaml", cfg)))
+    assert set(networks) == {"generator", "generator_ema", "discriminator"}

@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import torch
 
-from seedvr2.diffusion import NUM_TIMESTEPS, model_input, predict_clean, shift_timesteps
+from seedvr2.diffusion import NUM_TIMESTEPS, model_input, shift_timesteps
 from seedvr2.models.discriminator import (
     DiscriminatorConfig,
     DiscriminatorOutput,
@@ -99,10 +99,7 @@ class AdversarialStage(DiTStage):
     def generate(self, batch: LatentBatch, condition: torch.Tensor) -> torch.Tensor:  # (l, c)
         """``x̂ = z - F(z, c, T)`` with fresh per-clip noise (the one-step generator), scaled by
         the generator's ``start_noise`` (0: a deterministic generator)."""
-        noise = self.randn(batch) * self.start_noise
-        t = torch.full((len(batch.keys),), NUM_TIMESTEPS)
-        v = self.velocity(self.generator.module, noise, condition, batch, t)
-        return predict_clean(noise, v, NUM_TIMESTEPS)
+        return self.one_step(self.generator.module, batch, condition, self.start_noise)
 
     def perturbed(self, rows: torch.Tensor, batch: LatentBatch) -> torch.Tensor:  # (l, c)
         """``x + σ ε`` in FP32, each clip's ε from its generator (spec §2 "numerical pitfalls")."""
@@ -192,4 +189,4 @@ class AdversarialStage(DiTStage):
         return metrics
 
     def preview(self, batch: Batch) -> Preview:
-        return self.restore(self.generator.averaged, batch, 1)
+        return self.restore(self.generator.averaged, batch, 1, self.start_noise)

@@ -1,7 +1,8 @@
 """Training run configuration: typed dataclasses loaded from YAML with dotted overrides.
 
 One file configures one run of one stage (spec §1: ``diffusion`` pre-training, progressive
-``distill``-ation, ``adversarial`` post-training; plus ``vae`` for the small bundled VAE). Every
+``distill``-ation, ``adversarial`` post-training; plus ``fidelity``, the one-step generator
+fitted by L1/MSE alone, and ``vae`` for the small bundled VAE). Every
 section has defaults; unknown keys, wrong types and impossible values raise
 :class:`~seedvr2.errors.ConfigError` naming the dotted key (``data.phases[1].frames``).
 """
@@ -22,7 +23,7 @@ from seedvr2.errors import ConfigError
 
 PASSTHROUGH = "passthrough"  # model.init / discriminator_init: a DiT that returns its condition
 
-Stage = Literal["diffusion", "distill", "adversarial", "vae"]
+Stage = Literal["diffusion", "distill", "fidelity", "adversarial", "vae"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ModelConfig:
     # training opens its gates (seedvr2.models.dit.passthrough; 7B structure).
     init: str | None = None
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass
-    # Parameter-name prefixes of the generator kept as they start (adversarial stage), e.g.
+    # Parameter-name prefixes of the generator kept as they start (fidelity, adversarial), e.g.
     # [vid_in, vid_out]: a pass-through's exact input/output maps stay exact while blocks learn.
     frozen: tuple[str, ...] = ()
     lora: LoRAConfig | None = None  # train adapters (also D's, adversarial) instead of all weights
@@ -164,6 +165,15 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class FidelityConfig:
+    """The one-step generator fitted by L1 and squared error alone (the PSNR warm-up of ESRGAN)."""
+
+    l1_weight: float = 1.0
+    mse_weight: float = 0.0  # squared error on latents: PSNR's own criterion
+    condition_noise: float = 0.0
+
+
+@dataclass(frozen=True)
 class AdversarialConfig:
     """Stage 3: APT with RpGAN, approximate R1/R2, L1 and feature matching (spec §1c, §2)."""
 
@@ -208,6 +218,7 @@ class TrainConfig:
     run: RunConfig = RunConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     distill: DistillConfig = DistillConfig()
+    fidelity: FidelityConfig = FidelityConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
     vae: VAETrainConfig = VAETrainConfig()
 
@@ -245,7 +256,7 @@ def _validate(cfg: TrainConfig) -> None:
     _check(bool(data.roots or data.paired) or data.manifest is not None
            or data.cache is not None, "data.roots",
            "give data.roots, data.paired, data.manifest or data.cache")
-    _check(not data.paired or cfg.stage in ("diffusion", "distill", "adversarial"),
+    _check(not data.paired or cfg.stage in ("diffusion", "distill", "fidelity", "adversarial"),
            "data.paired", f"the {cfg.stage} stage trains without LQ; use data.roots")
     _check(cfg.stage != "vae" or data.cache is None, "data.cache",
            "the vae stage trains on pixels; remove data.cache")
@@ -305,6 +316,10 @@ def _validate(cfg: TrainConfig) -> None:
     _check(dist.final_steps < dist.teacher_steps, "distill.final_steps",
            f"must be below distill.teacher_steps {dist.teacher_steps}")
     _check(dist.round_steps >= 1, "distill.round_steps", "must be >= 1")
+    fid = cfg.fidelity
+    _check(fid.l1_weight >= 0 and fid.mse_weight >= 0, "fidelity.l1_weight", "must be >= 0")
+    _check(fid.l1_weight + fid.mse_weight > 0, "fidelity.mse_weight",
+           "fidelity.l1_weight and fidelity.mse_weight are both 0: nothing to train on")
     adv = cfg.adversarial
     _check(adv.sigma > 0, "adversarial.sigma", f"must be > 0, got {adv.sigma}")
     _check(adv.shift_image > 0 and adv.shift_video > 0, "adversarial.shift_video", "must be > 0")

@@ -61,6 +61,8 @@ def build_stage(cfg: TrainConfig, ctx: DistContext) -> Stage:
         from .pretrain import DiffusionStage as stage_class
     elif cfg.stage == "distill":
         from .distill import DistillStage as stage_class
+    elif cfg.stage == "fidelity":
+        from .fidelity import FidelityStage as stage_class
     elif cfg.stage == "adversarial":
         from .adversarial import AdversarialStage as stage_class
     else:

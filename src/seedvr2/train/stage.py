@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from seedvr2.diffusion import (
+    NUM_TIMESTEPS,
     euler_sample,
     model_input,
+    predict_clean,
     resolution_timestep_shift,
     sr_condition,
     uniform_trailing_timesteps,
@@ -203,9 +205,22 @@ class DiTStage(Stage):
         t = torch.as_tensor(t, dtype=torch.float32, device=self.ctx.device)
         return model(model_input(x_t, condition), txt, batch.shapes, txt_shape, t).float()
 
+    def one_step(
+        self, model: nn.Module, batch: LatentBatch, condition: torch.Tensor, start_noise: float
+    ) -> torch.Tensor:  # (l, c)
+        """The one-step generator ``x̂ = z - F(z, c, T)``, ``z`` fresh per-clip noise scaled by
+        ``start_noise`` (0: a deterministic generator)."""
+        noise = self.randn(batch) * start_noise
+        t = torch.full((len(batch.keys),), NUM_TIMESTEPS)
+        v = self.velocity(model, noise, condition, batch, t)
+        return predict_clean(noise, v, NUM_TIMESTEPS)
+
     @torch.no_grad()
-    def restore(self, model: nn.Module, batch: Batch, steps: int) -> Preview:
-        """Euler-sample ``steps`` uniform trailing steps from noise and decode (previews)."""
+    def restore(
+        self, model: nn.Module, batch: Batch, steps: int, start_noise: float = 1.0
+    ) -> Preview:
+        """Euler-sample ``steps`` uniform trailing steps from noise scaled by ``start_noise``
+        and decode (previews)."""
         latents = self.latents(batch, training=False)
         latents.generators = [
             rng.generator(self.cfg.seed, "sample", k.index) for k in latents.keys
@@ -216,7 +231,8 @@ class DiTStage(Stage):
             return self.velocity(model, x_t, condition, latents, t)
 
         with autocast(self.cfg.run, self.ctx.device):
-            x0 = euler_sample(predict_v, self.randn(latents), uniform_trailing_timesteps(steps))
+            x_t = self.randn(latents) * start_noise
+            x0 = euler_sample(predict_v, x_t, uniform_trailing_timesteps(steps))
         output = self.decode(x0.float(), latents.shapes)
         if isinstance(batch, PixelBatch):
             return batch.lq, output, batch.hq

@@ -1,0 +1,53 @@
+"""Fidelity stage: the one-step generator trained by L1 and squared error alone, no discriminator.
+
+The PSNR-oriented warm-up that ESRGAN and Real-ESRGAN run before their GAN stage, here for the
+SeedVR2 one-step generator ``x̂ = z - F(z, c, T)``: its checkpoint (network ``generator``, as the
+adversarial stage names it) starts the adversarial stage through ``model.init``. Without a
+discriminator a step costs about a third of an adversarial one, which is what lets the bundled
+small model train on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import losses
+from .config import TrainConfig
+from .distributed import DistContext
+from .latents import clip_mean
+from .networks import freeze, starting_dit
+from .optim import Metrics
+from .stage import Batch, DiTStage, LatentBatch, Preview
+from .trained import TrainedNetwork
+
+
+class FidelityStage(DiTStage):
+    """One-step generator, fitted to the HQ latents by ``w_1 L1 + w_2 MSE``."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
+        super().__init__(cfg, ctx)
+        generator = starting_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0)
+        freeze(generator, cfg.model.frozen)
+        generator.gradient_checkpointing = cfg.model.gradient_checkpointing
+        self.start_noise = generator.config.start_noise
+        self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
+                        generator.config.txt_in_dim)
+        self.generator = TrainedNetwork("generator", generator.to(ctx.device), cfg.optim,
+                                        cfg.run, ctx, cfg.run.ema_decay, save_frozen=True)
+        self.generator.register(self)
+        self.model_configs = {"generator": generator.config.to_dict()}
+
+    def loss(self, batch: LatentBatch) -> tuple[torch.Tensor, Metrics]:
+        fid = self.cfg.fidelity
+        condition = self.condition(batch, fid.condition_noise)
+        fake = self.one_step(self.generator.module, batch, condition, self.start_noise)
+        terms = {"l1": clip_mean(losses.l1_loss, fake, batch.x0, batch.shapes),
+                 "mse": clip_mean(losses.mse_loss, fake, batch.x0, batch.shapes)}
+        total, logged = losses.weighted_sum(terms, {"l1": fid.l1_weight, "mse": fid.mse_weight})
+        return total, {"g/loss": total, **{f"g/{k}": v for k, v in logged.items()}}
+
+    def train_step(self, step: int, batches: list[Batch]) -> dict[str, float]:
+        return self.generator.step(step, [self.latents(b) for b in batches], self.loss)
+
+    def preview(self, batch: Batch) -> Preview:
+        return self.restore(self.generator.averaged, batch, 1, self.start_noise)

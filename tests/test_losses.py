@@ -216,3 +216,17 @@ def test_ema_rejects_a_model_of_another_structure():
     ema = EMA(_net())
     with pytest.raises(ValueError, match="differ"):
         ema.update(nn.Linear(3, 4))
+
+
+def test_log_mse_is_minus_psnr_and_weighs_each_clip_by_its_own_error() -> None:
+    target = torch.rand(64, 12) * 2 - 1  # latents that are pixels in [-1, 1]: peak-to-peak 2
+    direction = torch.randn(64, 12)
+    small = (target + 0.01 * direction).requires_grad_(True)
+    large = (target + 0.1 * direction).requires_grad_(True)
+    mse = ((small - target) ** 2).mean()
+    psnr = 10 * math.log10(4 / float(mse))
+    assert float(losses.log_mse_loss(small, target)) == pytest.approx(10 * math.log10(4) - psnr,
+                                                                       rel=1e-5)
+    (losses.log_mse_loss(small, target) + losses.log_mse_loss(large, target)).backward()
+    ratio = small.grad.norm() / large.grad.norm()  # 10x smaller error, 10x larger gradient
+    assert float(ratio) == pytest.approx(10.0, rel=1e-4)

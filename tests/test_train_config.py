@@ -17,7 +17,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "train").glob("*.yaml"
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_example_configs_load(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(path)
-    assert cfg.stage in ("diffusion", "distill", "adversarial", "vae")
+    assert cfg.stage in ("diffusion", "distill", "fidelity", "adversarial", "vae")
     if cfg.data.degradation is not None:  # the configs exist and their scales fit data.scale
         monkeypatch.chdir(path.parents[2])  # config paths are relative to the repository
         build_degrader(cfg.data.degradation, cfg.data.scale)
@@ -55,6 +55,7 @@ def test_resolved_config_round_trips() -> None:
         ("data.phases=[{start_step: 5}]", r"data.phases\[0\].start_step"),
         ("distill.teacher_steps=48", "distill.teacher_steps: must be a power of two"),
         ("run.ema_decay=1.5", "run.ema_decay"),
+        ("fidelity.l1_weight=0", "fidelity.mse_weight: .* all 0"),
     ],
 )
 def test_bad_values_name_their_key(override: str, message: str) -> None:

@@ -221,16 +221,17 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
 
 def test_fidelity_stage_fits_the_targets_and_starts_the_adversarial_stage(media: Path,
                                                                           tmp_path: Path) -> None:
-    """L1 + MSE alone, no discriminator: the loss is their weighted sum and falls; the checkpoint
+    """L1, MSE and log MSE alone, no discriminator: the loss is their weighted sum and falls; the checkpoint
     is a generator that the adversarial stage takes as model.init."""
     cfg = tiny_config(media, tmp_path / "fid", "fidelity",
                       run={"steps": 30, "checkpoint_every": 30, "ema_decay": None},
                       data={"batch_size": 4, "phases": [{"frames": [1], "sizes": [32]}]},
-                      fidelity={"l1_weight": 0.5, "mse_weight": 2.0})
+                      fidelity={"l1_weight": 0.5, "mse_weight": 2.0, "log_mse_weight": 0.1})
     last = run(write_config(tmp_path / "fid.yaml", cfg))
     rows = _metrics(tmp_path / "fid")
     for row in rows:
-        expected = 0.5 * float(row["g/l1"]) + 2.0 * float(row["g/mse"])
+        expected = (0.5 * float(row["g/l1"]) + 2.0 * float(row["g/mse"])
+                    + 0.1 * float(row["g/log_mse"]))
         assert float(row["g/loss"]) == pytest.approx(expected, rel=1e-5)
     losses = [float(r["g/loss"]) for r in rows]
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5

@@ -170,6 +170,7 @@ class FidelityConfig:
 
     l1_weight: float = 1.0
     mse_weight: float = 0.0  # squared error on latents: PSNR's own criterion
+    log_mse_weight: float = 0.0  # per-clip 10 log10 MSE: minus the mean PSNR of the batch
     condition_noise: float = 0.0
 
 
@@ -317,9 +318,10 @@ def _validate(cfg: TrainConfig) -> None:
            f"must be below distill.teacher_steps {dist.teacher_steps}")
     _check(dist.round_steps >= 1, "distill.round_steps", "must be >= 1")
     fid = cfg.fidelity
-    _check(fid.l1_weight >= 0 and fid.mse_weight >= 0, "fidelity.l1_weight", "must be >= 0")
-    _check(fid.l1_weight + fid.mse_weight > 0, "fidelity.mse_weight",
-           "fidelity.l1_weight and fidelity.mse_weight are both 0: nothing to train on")
+    weights = (fid.l1_weight, fid.mse_weight, fid.log_mse_weight)
+    _check(min(weights) >= 0, "fidelity.l1_weight", f"weights must be >= 0, got {weights}")
+    _check(sum(weights) > 0, "fidelity.mse_weight",
+           "fidelity.l1_weight, mse_weight and log_mse_weight are all 0: nothing to train on")
     adv = cfg.adversarial
     _check(adv.sigma > 0, "adversarial.sigma", f"must be > 0, got {adv.sigma}")
     _check(adv.shift_image > 0 and adv.shift_video > 0, "adversarial.shift_video", "must be > 0")

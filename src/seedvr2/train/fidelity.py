@@ -1,4 +1,4 @@
-"""Fidelity stage: the one-step generator trained by L1 and squared error alone, no discriminator.
+"""Fidelity stage: the one-step generator trained by L1 and squared errors alone, no discriminator.
 
 The PSNR-oriented warm-up that ESRGAN and Real-ESRGAN run before their GAN stage, here for the
 SeedVR2 one-step generator ``x̂ = z - F(z, c, T)``: its checkpoint (network ``generator``, as the
@@ -22,7 +22,8 @@ from .trained import TrainedNetwork
 
 
 class FidelityStage(DiTStage):
-    """One-step generator, fitted to the HQ latents by ``w_1 L1 + w_2 MSE``."""
+    """One-step generator, fitted to the HQ latents by ``w_1 L1 + w_2 MSE + w_3 10 log10 MSE``
+    (each term a mean over clips)."""
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
@@ -41,9 +42,11 @@ class FidelityStage(DiTStage):
         fid = self.cfg.fidelity
         condition = self.condition(batch, fid.condition_noise)
         fake = self.one_step(self.generator.module, batch, condition, self.start_noise)
-        terms = {"l1": clip_mean(losses.l1_loss, fake, batch.x0, batch.shapes),
-                 "mse": clip_mean(losses.mse_loss, fake, batch.x0, batch.shapes)}
-        total, logged = losses.weighted_sum(terms, {"l1": fid.l1_weight, "mse": fid.mse_weight})
+        terms = {name: clip_mean(loss, fake, batch.x0, batch.shapes) for name, loss in
+                 (("l1", losses.l1_loss), ("mse", losses.mse_loss),
+                  ("log_mse", losses.log_mse_loss))}
+        weights = {"l1": fid.l1_weight, "mse": fid.mse_weight, "log_mse": fid.log_mse_weight}
+        total, logged = losses.weighted_sum(terms, weights)
         return total, {"g/loss": total, **{f"g/{k}": v for k, v in logged.items()}}
 
     def train_step(self, step: int, batches: list[Batch]) -> dict[str, float]:

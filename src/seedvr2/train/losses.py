@@ -164,6 +164,14 @@ def mse_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (prediction.float() - target.float()).square().mean()
 
 
+def log_mse_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``10 log10(mean (x̂ - x)² + 1e-10)``: minus the PSNR of one clip, up to a constant, when
+    the latent is pixels (a space-to-depth codec). Averaged over clips it weighs each clip by its
+    own error (the gradient is the MSE's divided by it), so a clean input whose bicubic up-scale
+    is already close counts as much as a heavily degraded one."""
+    return 10 * torch.log10(mse_loss(prediction, target) + 1e-10)
+
+
 def diffusion_mse(velocity: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Flow-matching loss ``mean ‖F(x_t, c, t) - v‖²`` with ``v = z - x_0`` (lerp schedule,
     spec §1a) or the distillation target ``v*`` (spec §1b)."""

@@ -30,9 +30,10 @@ def restored() -> dict[str, torch.Tensor]:
 
 
 def test_no_token_grid(restored) -> None:
-    """Steps across the 4-pixel token boundaries are as large as across the others."""
+    """Steps across the 4-pixel token boundaries are as large as across the others (the previous
+    bundled model: 1.61 on this frame; the source's own H.264 blocks give the truth 1.09)."""
     ratio = grid_ratio(restored["model"], 4, scale=2)
-    assert abs(ratio - grid_ratio(restored["truth"], 4, scale=2)) < 0.1, ratio
+    assert abs(ratio - 1) < 0.15, ratio
 
 
 def test_no_specks(restored) -> None:

@@ -9,7 +9,8 @@ G=configs/degradations
 for step in "$@"; do
   model=runs/select/$(basename "$run")-$step
   mkdir -p "$model"
-  seedvr2 export "$run/checkpoints/step_$(printf %08d "$step").pt" "$model/dit.safetensors" >/dev/null
+  seedvr2 export "$run/checkpoints/step_$(printf %08d "$step").pt" "$model/dit.safetensors" \
+    --overwrite >/dev/null
   cp runs/small-s2d/vae.safetensors runs/small-text/pos_emb.safetensors "$model/"
   models+=(--model "$model")
 done

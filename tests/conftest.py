@@ -1,5 +1,7 @@
 """Shared pytest configuration and fixtures."""
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,11 @@ def private_digest_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.setenv("SEEDVR2_CACHE_DIR", str(tmp_path_factory.mktemp("seedvr2-cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture
+def umask_002() -> Iterator[int]:
+    """Files are created under umask 0o002 (not the usual 0o022); yields the mode of a new file."""
+    old = os.umask(0o002)
+    yield 0o664
+    os.umask(old)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from seedvr2.pipeline import Job, OutputSettings, jobs, plan_jobs, restore_file,
 from seedvr2.pipeline.batching import TemporalBatch
 from seedvr2.pipeline.restorer import BatchOutput, StreamCursor
 from seedvr2.pipeline.resume import WorkFolder, quantize
+from seedvr2.weights.writing import write_atomically
 
 FRAMES = 13
 
@@ -341,3 +343,19 @@ def test_two_runs_never_write_one_output_at_once(model, source, tmp_path):
     with claimed(out), pytest.raises(OutputError, match="another seedvr2 run is writing it"):
         restore_file(_restorer(model), Job(source, out), settings=OutputSettings(codec="ffv1"))
     assert not out.exists()
+
+
+def test_a_weights_file_is_replaced_whole_or_not_at_all(tmp_path, umask_002):
+    target = tmp_path / "dit.safetensors"
+    target.write_bytes(b"the old weights")
+
+    def killed(temp: Path) -> None:
+        temp.write_bytes(b"half of the new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, killed)
+    assert target.read_bytes() == b"the old weights" and os.listdir(tmp_path) == [target.name]
+    write_atomically(target, lambda temp: (temp.write_bytes(b"new"), temp.chmod(0o600)))
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == [target.name]
+    assert stat.S_IMODE(target.stat().st_mode) == umask_002  # the writer's private mode undone

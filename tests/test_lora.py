@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from safetensors import safe_open
 from model_fixtures import write_tiny_model
 from seedvr2.cli import main
 from seedvr2.digests import file_sha256
-from seedvr2.errors import CheckpointError
+from seedvr2.errors import CheckpointError, OutputError
 from seedvr2.media import read_frames
 from seedvr2.pipeline import Restorer
 from seedvr2.train import run
@@ -24,6 +25,7 @@ from seedvr2.train.checkpoint import load_checkpoint
 from seedvr2.train.networks import export_weights
 from seedvr2.weights.adapters import (
     BASE_SHA256_KEY,
+    CONFIG_FILE,
     WEIGHTS_FILE,
     add_adapter,
     lora_config,
@@ -218,6 +220,29 @@ def test_a_shared_base_trains_exactly_as_two_copies(trained: dict[str, Path],
     for row in logs[0] + logs[1]:
         del row["time/step_s"]
     assert len(logs[0]) == 4 and logs[0] == logs[1]  # every loss, every step, to the digit
+
+
+def test_export_into_a_folder_of_other_files_replaces_only_the_adapter_files(
+        trained: dict[str, Path], tmp_path: Path, umask_002: int) -> None:
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the user's own file")
+    (folder / WEIGHTS_FILE).write_bytes(b"an older adapter")
+    with pytest.raises(OutputError, match="is not empty; pass overwrite=True"):
+        export_weights(trained["run"], folder)
+    with pytest.raises(OutputError, match="is not empty; pass overwrite=True"):
+        _random_adapter(trained["model"], folder)  # save_adapter checks on its own
+    assert (folder / WEIGHTS_FILE).read_bytes() == b"an older adapter"
+    assert sorted(p.name for p in folder.iterdir()) == [WEIGHTS_FILE, "notes.txt"]
+    assert export_weights(trained["run"], folder, overwrite=True) == folder
+    assert (folder / "notes.txt").read_text() == "the user's own file"
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE, "notes.txt"]
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == umask_002, name
+    new, fresh = read_adapter(folder), read_adapter(trained["adapter"])  # as a fresh export
+    assert (folder / CONFIG_FILE).read_text() == (fresh.path / CONFIG_FILE).read_text()
+    assert new.base_sha256 == fresh.base_sha256 and new.weights.keys() == fresh.weights.keys()
+    assert all(torch.equal(new.weights[k], v) for k, v in fresh.weights.items())
 
 
 def _random_adapter(model: Path, folder: Path) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 import sys
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def test_mixed_fp8_dit_matches_the_golden_output(
 
 
 def test_convert_keeps_config_writes_manifest_and_refuses_overwrite(
-    golden, source: Path, tmp_path: Path
+    golden, source: Path, tmp_path: Path, umask_002: int
 ) -> None:
     target = tmp_path / "dit_bf16.safetensors"
     out = convert_weights(source, target, "bf16")
@@ -157,6 +158,8 @@ def test_convert_keeps_config_writes_manifest_and_refuses_overwrite(
     convert_weights(source, target, "fp16", overwrite=True)
     assert load_state_dict_file(target)["txt_in.weight"].dtype == torch.float16
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name, out.manifest.name]
+    for path in (target, out.manifest):  # the umask's, not safetensors' private 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == umask_002, path.name
 
 
 def test_convert_refuses_values_the_target_cannot_hold(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from seedvr2.cli import main
+from seedvr2.errors import OutputError
 from seedvr2.models import build_dit
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
@@ -133,6 +136,24 @@ def test_exported_weights_rebuild_the_model_from_one_file(media: Path, tmp_path:
     again = tiny_config(media, tmp_path / "distill", "distill", run={"steps": 1},
                         model={"init": str(exported)})
     run(write_config(tmp_path / "b.yaml", again))  # a weights file starts a run too
+
+
+def test_export_keeps_an_existing_file_unless_overwrite(media: Path, tmp_path: Path, capsys,
+                                                        umask_002: int) -> None:
+    run(write_config(tmp_path / "a.yaml", tiny_config(media, tmp_path / "out", run={"steps": 1})))
+    target = tmp_path / "dit.safetensors"
+    target.write_bytes(b"the user's own file")
+    assert main(["export", str(tmp_path / "out"), str(target)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists; pass --overwrite to replace it" in err[0]
+    assert target.read_bytes() == b"the user's own file"
+    with pytest.raises(OutputError, match="does not exist"):
+        export_weights(tmp_path / "out", tmp_path / "no" / "dit.safetensors")
+    assert main(["export", str(tmp_path / "out"), str(target), "--overwrite"]) == 0
+    with safe_open(str(target), framework="pt") as handle:
+        assert handle.metadata()["network"] == "dit_ema"
+    assert stat.S_IMODE(target.stat().st_mode) == umask_002  # not safetensors' private 0o600
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
 
 
 def _assert_equal_nested(a: object, b: object, where: str = "") -> None:

@@ -544,6 +544,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="the .safetensors file to write (a LoRA run: the adapter "
                    "folder, for restore --lora)")  # fmt: skip
     p.add_argument("--network", help="which network (default: the EMA of the trained one)")
+    p.add_argument("-y", "--overwrite", action="store_true",
+                   help="replace an existing output file; for an adapter folder, replace its "
+                   "adapter files (nothing else in it is touched)")  # fmt: skip
     p.set_defaults(handler=_export)
 
 
@@ -578,7 +581,8 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from seedvr2 import train
 
-    print(f"wrote {train.export_weights(args.checkpoint, args.output, args.network)}")
+    written = train.export_weights(args.checkpoint, args.output, args.network, args.overwrite)
+    print(f"wrote {written}")
     return 0
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from seedvr2.digests import file_sha256
-from seedvr2.errors import CheckpointError, ConfigError, SeedVR2Error
+from seedvr2.errors import CheckpointError, ConfigError, OutputError, SeedVR2Error
 from seedvr2.models import build_dit
 from seedvr2.models.dit import SeedVR2DiT
 from seedvr2.models.dit.passthrough import make_passthrough
@@ -34,6 +34,7 @@ from seedvr2.weights.adapters import (
     to_peft_format,
 )
 from seedvr2.weights.networks import load_dit
+from seedvr2.weights.writing import write_atomically
 
 from . import rng
 from .checkpoint import CheckpointManager, is_training_checkpoint, load_checkpoint
@@ -97,11 +98,40 @@ def starting_state(
     return {k: v.float() for k, v in models[preferred_network(models, what)].items()}
 
 
-def export_weights(source: str | Path, output: str | Path, network: str | None = None) -> Path:
+def _check_export_output(output: Path, checkpoint: Path, overwrite: bool) -> None:
+    """Refuse an output that would replace something, before the checkpoint is read: a file, or
+    for a LoRA run an adapter folder (which :func:`save_adapter` checks again)."""
+    if not output.parent.is_dir():
+        raise OutputError(f"folder {output.parent} does not exist; create it first")
+    if output.exists() and output.resolve() == checkpoint.resolve():
+        raise OutputError(f"{output} is the checkpoint itself; write the weights elsewhere")
+    if overwrite:
+        return
+    if output.is_dir() and any(output.iterdir()):
+        raise OutputError(f"{output} exists and is not empty; pass --overwrite to replace the "
+                          "adapter files in it (nothing else in it is touched)")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output} exists; pass --overwrite to replace it")
+
+
+def export_weights(
+    source: str | Path, output: str | Path, network: str | None = None, overwrite: bool = False
+) -> Path:
     """Write one network of a training checkpoint (default: the preferred, EMA first) as
     safetensors, with its resolved config as JSON in the metadata (spec style rule 8); of a LoRA
-    run, its adapter as a PEFT folder tagged with the base DiT's SHA-256."""
+    run, its adapter as a PEFT folder tagged with the base DiT's SHA-256.
+
+    Files are written atomically, with the umask's permissions. An existing output is refused
+    unless ``overwrite``; an adapter folder then has only its adapter files replaced.
+
+    Raises:
+        CheckpointError: an unreadable checkpoint, or one without ``network``.
+        OutputError: ``output`` exists without ``overwrite``, is the checkpoint, is a folder
+            where a file goes (or the reverse), or its folder does not exist.
+    """
     path = resolve_checkpoint(source, "export")
+    output = Path(output)
+    _check_export_output(output, path, overwrite)
     payload = load_checkpoint(path)
     name = network or preferred_network(payload["models"], "export")
     if name not in payload["models"]:
@@ -113,10 +143,11 @@ def export_weights(source: str | Path, output: str | Path, network: str | None =
     if adapter is not None:
         settings = LoRAConfig(**{k: v for k, v in adapter.items() if k not in _RECORDED})
         return save_adapter(output, peft_settings(settings), to_peft_format(state, trained),
-                            adapter["base_sha256"], adapter["base"])
+                            adapter["base_sha256"], adapter["base"], overwrite)
+    if output.is_dir():
+        raise OutputError(f"{output} is a folder; name the .safetensors file to write")
     metadata = {"config": json.dumps(config), "network": name, "step": str(payload["step"])}
-    save_file(state, str(output), metadata=metadata)
-    return Path(output)
+    return write_atomically(output, lambda temp: save_file(state, str(temp), metadata=metadata))
 
 
 def load_weights(

@@ -10,7 +10,9 @@ dependency (``pip install "seedvr2[lora]"``), imported only when an adapter is u
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seedvr2.errors import CheckpointError, ConfigError, InputError
+from seedvr2.errors import CheckpointError, ConfigError, InputError, OutputError
+
+from .writing import write_atomically
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -87,19 +91,56 @@ def to_peft_format(state: dict[str, torch.Tensor], name: str) -> dict[str, torch
     return out
 
 
+def _check_adapter_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse to write an adapter into ``folder`` when that would replace what is there.
+
+    Raises:
+        OutputError: ``folder`` is a file, holds files without ``overwrite``, holds a folder
+            where an adapter file goes, or its parent folder does not exist.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file; an adapter is written as a folder, choose "
+                          "another output")
+    if not folder.parent.is_dir():
+        raise OutputError(f"folder {folder.parent} does not exist; create it first")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise OutputError(f"{folder} exists and is not empty; pass --overwrite to replace its "
+                          f"{CONFIG_FILE} and {WEIGHTS_FILE} (nothing else in it is touched)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if (folder / name).is_dir():
+            raise OutputError(f"{folder / name} is a folder; write the adapter elsewhere")
+
+
+def _write_config(config: Any, temp: Path) -> None:
+    """PEFT's ``adapter_config.json`` of ``config`` at ``temp`` (PEFT writes into a folder)."""
+    with tempfile.TemporaryDirectory(prefix=f".{CONFIG_FILE}.", dir=temp.parent) as scratch:
+        config.save_pretrained(scratch)
+        os.replace(Path(scratch) / CONFIG_FILE, temp)
+
+
 def save_adapter(
     folder: str | Path, config: Any, weights: dict[str, torch.Tensor], base_sha256: str,
-    base: str,
+    base: str, overwrite: bool = False,
 ) -> Path:
-    """Write an adapter folder in PEFT's format, tagged with its base DiT's SHA-256."""
+    """Write an adapter folder in PEFT's format, tagged with its base DiT's SHA-256.
+
+    Each of the two files is written atomically. An existing folder holding files is refused
+    unless ``overwrite``; then only the adapter's two files are replaced, nothing else in it.
+
+    Raises:
+        OutputError: see :func:`_check_adapter_folder`; the folder cannot be written.
+    """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder} is a file; an adapter is written as a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    _check_adapter_folder(folder, overwrite)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create the adapter folder {folder} ({error.strerror})") from None
     config.base_model_name_or_path = base
-    config.save_pretrained(str(folder))
     metadata = {"format": "pt", BASE_SHA256_KEY: base_sha256, BASE_ORIGIN_KEY: base}
-    save_file(weights, str(folder / WEIGHTS_FILE), metadata=metadata)
+    write_atomically(folder / WEIGHTS_FILE,
+                     lambda temp: save_file(weights, str(temp), metadata=metadata))
+    write_atomically(folder / CONFIG_FILE, lambda temp: _write_config(config, temp))
     return folder
 
 

@@ -6,15 +6,14 @@ norms, biases, modulation, the input/output projections and the time embedding s
 few and the most sensitive. ``scaled`` stores one float32 scale per fp8 tensor as
 ``<module>.scale_<param>`` (``value = fp8 · scale``, amax mapped on the fp8 maximum), which
 :func:`.formats.load_state_dict_file` applies on load. RoPE frequency buffers keep their dtype.
-The output is written atomically, keeps the source's ``config`` metadata, and gets a
-``sha256sum``-style manifest ``OUT.sha256`` beside it.
+The output is written atomically (:func:`.writing.write_atomically`, the umask's permissions),
+keeps the source's ``config`` metadata, and gets a ``sha256sum``-style manifest ``OUT.sha256``
+beside it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .digests import sha256_of
 from .formats import FP8_DTYPES, load_state_dict_file, scale_key
 from .loading import BUFFER_SUFFIXES
 from .networks import file_config
+from .writing import write_atomically
 
 TARGETS = {
     "fp16": torch.float16,
@@ -99,16 +99,6 @@ def converted_state(
     return out
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """Call ``write(temp)`` on a temporary beside ``path``, then rename it onto ``path``."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def convert_weights(
     source: str | Path,
     output: str | Path,
@@ -142,9 +132,9 @@ def convert_weights(
     config = file_config(source)
     if config is not None:
         metadata["config"] = json.dumps(config)
-    _replace_atomically(output, lambda temp: save_file(state, temp, metadata=metadata))
+    write_atomically(output, lambda temp: save_file(state, temp, metadata=metadata))
     digest = sha256_of(output)
-    _replace_atomically(manifest, lambda temp: temp.write_text(f"{digest}  {output.name}\n"))
+    write_atomically(manifest, lambda temp: temp.write_text(f"{digest}  {output.name}\n"))
     return Converted(
         output,
         manifest,

@@ -12,13 +12,13 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from seedvr2.errors import OutputError
+from seedvr2.tempfiles import reserve_temp
 
 MANIFEST = ".seedvr2-output.json"  # in a folder output: the names of the files written
 
@@ -44,24 +44,6 @@ def _exists(path: Path, folder: bool) -> bool:
     return path.exists()
 
 
-def _create_temp(path: Path, folder: bool, suffix: str = ".partial") -> Path:
-    """A new hidden file or folder next to ``path``, with the usual (umask) permissions.
-
-    The name keeps ``path``'s extension so FFmpeg picks the same container.
-    """
-    for _ in range(100):
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}{path.suffix}")
-        try:
-            if folder:
-                temp.mkdir()
-            else:
-                os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            continue
-        return temp
-    raise FileExistsError(f"no free temporary name next to {path}")
-
-
 class AtomicOutput:
     """A temporary file or folder (:attr:`temp`) that becomes ``path`` on :meth:`commit`.
 
@@ -84,7 +66,7 @@ class AtomicOutput:
         self._check_target()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.temp = _create_temp(path, folder)
+            self.temp = reserve_temp(path, folder)
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise OutputError(f"{path}: cannot write to folder {path.parent} ({reason})") from None
@@ -119,7 +101,7 @@ class AtomicOutput:
             names = sorted(p.name for p in self.temp.iterdir())
             (self.temp / MANIFEST).write_text(json.dumps({"files": names}))
         if self._folder and self.path.is_dir():  # swap, then remove the old folder
-            old = _create_temp(self.path, folder=True, suffix=".old")
+            old = reserve_temp(self.path, folder=True, suffix=".old")
             os.replace(self.path, old / self.path.name)
             os.replace(self.temp, self.path)
             shutil.rmtree(old, ignore_errors=True)

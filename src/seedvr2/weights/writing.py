@@ -9,24 +9,12 @@ of its own. Checking whether ``path`` may be replaced is the caller's part.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from seedvr2.errors import OutputError
-
-
-def _reserve_temp(path: Path) -> Path:
-    """A new empty hidden file beside ``path``, created with the umask's permissions."""
-    for _ in range(100):
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-        try:
-            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            continue
-        return temp
-    raise FileExistsError(f"no free temporary name next to {path}")
+from seedvr2.tempfiles import reserve_temp
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -38,7 +26,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """
     path = Path(path)
     try:
-        temp = _reserve_temp(path)
+        temp = reserve_temp(path)
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise OutputError(f"{path}: cannot write to folder {path.parent} ({reason})") from None

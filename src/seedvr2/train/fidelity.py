@@ -3,8 +3,7 @@
 The PSNR-oriented warm-up that ESRGAN and Real-ESRGAN run before their GAN stage, here for the
 SeedVR2 one-step generator ``x̂ = z - F(z, c, T)``: its checkpoint (network ``generator``, as the
 adversarial stage names it) starts the adversarial stage through ``model.init``. Without a
-discriminator a step costs about a third of an adversarial one, which is what lets the bundled
-small model train on a CPU.
+discriminator a step costs about a third of an adversarial one on a CPU.
 """
 
 from __future__ import annotations

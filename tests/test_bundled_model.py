@@ -37,7 +37,9 @@ def test_no_token_grid(restored) -> None:
 
 
 def test_no_specks(restored) -> None:
-    assert speck_fraction(restored["model"]) <= speck_fraction(restored["truth"]) + 1e-4
+    """None where bicubic has none (the truth's own come from its H.264 source; the previous
+    bundled model left a few isolated pixels on this frame)."""
+    assert speck_fraction(restored["model"]) <= speck_fraction(restored["bicubic"])
 
 
 def test_a_clean_down_scale_comes_back_close_to_bicubic(restored) -> None:

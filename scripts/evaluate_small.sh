@@ -7,6 +7,7 @@
 #   OUT_DIR: where the eight reports go (default runs/eval; its regime folders are replaced);
 #   models: default the bundled one (src/seedvr2/assets/seedvr2-small).
 set -euo pipefail
+source "$(dirname "$0")/remove_outputs.sh"
 root=runs/eval
 if [[ $# -gt 0 && $1 != --* ]]; then root=$1; shift; fi
 models=("$@")
@@ -23,7 +24,7 @@ for scale in 4 2; do
       clean) deg=() ;;
     esac
     out=$root/$regime-x$scale
-    rm -rf "$out"
+    remove_outputs "$out" "${EVAL_OUTPUTS[@]}"
     seedvr2 eval runs/heldout -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 5 \
       --device cpu >/dev/null
   done

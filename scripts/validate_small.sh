@@ -4,6 +4,7 @@
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py).
 set -euo pipefail
+source "$(dirname "$0")/remove_outputs.sh"
 run=$1; shift
 G=configs/degradations
 for step in "$@"; do
@@ -21,7 +22,7 @@ for scale in 2 4; do
       heavy) deg=(--degradation $G/realesrgan_video.yaml) ;;
     esac
     out=runs/select/val-$regime-x$scale
-    rm -rf "$out"
+    remove_outputs "$out" "${EVAL_OUTPUTS[@]}"
     seedvr2 eval runs/val -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
       --device cpu --metrics psnr,ssim >/dev/null
   done

@@ -29,6 +29,7 @@ from seedvr2.weights import ModelFiles, load_into, load_state_dict_file, locate_
 from seedvr2.weights.adapters import (
     LORA_TARGETS,
     add_adapter,
+    check_adapter_folder,
     lora_config,
     save_adapter,
     to_peft_format,
@@ -100,17 +101,15 @@ def starting_state(
 
 def _check_export_output(output: Path, checkpoint: Path, overwrite: bool) -> None:
     """Refuse an output that would replace something, before the checkpoint is read: a file, or
-    for a LoRA run an adapter folder (which :func:`save_adapter` checks again)."""
-    if not output.parent.is_dir():
-        raise OutputError(f"folder {output.parent} does not exist; create it first")
+    a folder (where only a LoRA run's adapter goes: :func:`check_adapter_folder`)."""
     if output.exists() and output.resolve() == checkpoint.resolve():
         raise OutputError(f"{output} is the checkpoint itself; write the weights elsewhere")
-    if overwrite:
+    if output.is_dir():
+        check_adapter_folder(output, overwrite)
         return
-    if output.is_dir() and any(output.iterdir()):
-        raise OutputError(f"{output} exists and is not empty; pass --overwrite to replace the "
-                          "adapter files in it (nothing else in it is touched)")
-    if output.exists() and not output.is_dir():
+    if not output.parent.is_dir():
+        raise OutputError(f"folder {output.parent} does not exist; create it first")
+    if output.exists() and not overwrite:
         raise OutputError(f"{output} exists; pass --overwrite to replace it")
 
 

@@ -91,7 +91,7 @@ def to_peft_format(state: dict[str, torch.Tensor], name: str) -> dict[str, torch
     return out
 
 
-def _check_adapter_folder(folder: Path, overwrite: bool) -> None:
+def check_adapter_folder(folder: Path, overwrite: bool) -> None:
     """Refuse to write an adapter into ``folder`` when that would replace what is there.
 
     Raises:
@@ -128,10 +128,10 @@ def save_adapter(
     unless ``overwrite``; then only the adapter's two files are replaced, nothing else in it.
 
     Raises:
-        OutputError: see :func:`_check_adapter_folder`; the folder cannot be written.
+        OutputError: see :func:`check_adapter_folder`; the folder cannot be written.
     """
     folder = Path(folder)
-    _check_adapter_folder(folder, overwrite)
+    check_adapter_folder(folder, overwrite)
     try:
         folder.mkdir(exist_ok=True)
     except OSError as error:

@@ -230,3 +230,21 @@ def test_log_mse_is_minus_psnr_and_weighs_each_clip_by_its_own_error() -> None:
     (losses.log_mse_loss(small, target) + losses.log_mse_loss(large, target)).backward()
     ratio = small.grad.norm() / large.grad.norm()  # 10x smaller error, 10x larger gradient
     assert float(ratio) == pytest.approx(10.0, rel=1e-4)
+
+
+def test_relative_mse_weighs_each_clip_by_its_reference_error_with_a_floor() -> None:
+    target = torch.rand(64, 12) * 2 - 1
+    direction = torch.randn(64, 12)
+    clean_ref, heavy_ref = target + 0.01 * direction, target + 0.1 * direction  # 20 dB apart
+    # each prediction halves its own reference's error: the same relative gain, the same loss
+    clean = (target + 0.005 * direction).requires_grad_(True)
+    heavy = (target + 0.05 * direction).requires_grad_(True)
+    floor = 1e-8
+    clean_loss = losses.relative_mse_loss(clean, target, clean_ref, floor)
+    heavy_loss = losses.relative_mse_loss(heavy, target, heavy_ref, floor)
+    assert float(clean_loss) == pytest.approx(0.25, rel=1e-4)
+    assert float(heavy_loss) == pytest.approx(0.25, rel=1e-4)
+    (clean_loss + heavy_loss).backward()  # 10x smaller error, 100x larger weight: 10x gradient
+    assert float(clean.grad.norm() / heavy.grad.norm()) == pytest.approx(10.0, rel=1e-4)
+    exact = losses.relative_mse_loss(clean, target, target, floor=1e-3)  # the floor bounds it
+    assert float(exact) == pytest.approx(float(((clean - target) ** 2).mean()) / 1e-3, rel=1e-5)

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from seedvr2 import Restorer
 from seedvr2.errors import ConfigError
+from seedvr2.eval.baselines import bicubic
 from seedvr2.models.dit import build_dit
 from seedvr2.models.dit.passthrough import make_passthrough
 from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
@@ -72,8 +73,8 @@ def _model_folder(folder, dit) -> None:
 
 
 def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
-    """Whole pipeline (exact space-to-depth VAE, one step, colour correction): the bicubic
-    up-scale restore makes, to 8-bit rounding."""
+    """Whole pipeline (exact space-to-depth VAE, one step, colour correction): the antialiased
+    bicubic up-scale restore makes, to 8-bit rounding."""
     torch.manual_seed(2)
     _model_folder(tmp_path, make_passthrough(build_dit(SMALL)))
     rng = np.random.default_rng(0)
@@ -84,6 +85,26 @@ def test_a_passthrough_model_restores_to_the_up_scaled_input(tmp_path) -> None:
     got = torch.from_numpy(out).permute(0, 3, 1, 2)  # float frames in, float frames out
     assert got.shape == expected.shape
     assert (got - expected).abs().max() <= 0.5 / 255 + 1e-4
+
+
+def test_condition_resize_bicubic_makes_the_pass_through_the_bicubic_baseline(tmp_path) -> None:
+    """A DiT whose config says ``condition_resize: bicubic`` gets plain bicubic conditions, so
+    its pass-through restores exactly to the evaluation's bicubic baseline (sharper than the
+    antialiased up-scale the released models take)."""
+    torch.manual_seed(4)
+    _model_folder(tmp_path, make_passthrough(build_dit({**SMALL, "condition_resize": "bicubic"})))
+    frames = np.random.default_rng(5).random((1, 20, 28, 3)).astype(np.float32)
+    out = Restorer.from_pretrained(tmp_path, device="cpu", scale=2).restore(frames)
+    baseline = bicubic(frames, 2)
+    assert np.abs(out - baseline).max() <= 0.5 / 255 + 1e-4
+    softer = resize_and_pad(torch.from_numpy(frames).permute(0, 3, 1, 2),
+                            SizePlan(source=(20, 28), output=(40, 56), padded=(48, 64)))
+    assert np.abs(softer.permute(0, 2, 3, 1)[:, :40, :56].numpy() - baseline).max() > 0.05
+
+
+def test_an_unknown_condition_resize_is_refused() -> None:
+    with pytest.raises(ConfigError, match="condition_resize 'lanczos' is not one of"):
+        build_dit({**SMALL, "condition_resize": "lanczos"})
 
 
 @pytest.mark.parametrize("start_noise", [0.0, 1.0])

@@ -161,8 +161,15 @@ def test_clean_entries_and_the_condition_restore_makes(media: Path) -> None:
 
     dataset = ClipDataset(build_index((str(media),), None), seed=1,
                           degrader=build_degrader(({"clean": "bicubic", "scale": 4},), scale=4))
-    sample = dataset[SampleKey(step=0, micro=0, index=0, frames=1, height=32, width=32)]
+    key = SampleKey(step=0, micro=0, index=0, frames=1, height=32, width=32)
+    sample = dataset[key]
     lq = BicubicDegradation(4)(sample["hq"] / 2 + 0.5, torch.Generator())
     plan = SizePlan(source=(8, 8), output=(32, 32), padded=(32, 32))
     condition = resize_and_pad(lq.permute(1, 0, 2, 3), plan).permute(1, 0, 2, 3) * 2 - 1
     assert (sample["lq"] - condition).abs().max() < 1e-5
+    # a DiT trained on plain-bicubic conditions (DiTConfig.condition_resize) gets them here too
+    dataset.condition_resize = "bicubic"
+    sharp = dataset[key]["lq"]
+    condition = resize_and_pad(lq.permute(1, 0, 2, 3), plan, "bicubic").permute(1, 0, 2, 3)
+    assert (sharp - (condition * 2 - 1)).abs().max() < 1e-5
+    assert (sharp - sample["lq"]).abs().max() > 0.02

@@ -20,9 +20,12 @@ from seedvr2.errors import OutputError
 from seedvr2.models import build_dit
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
+from seedvr2.train.config import config_from_dict
+from seedvr2.train.distributed import DistContext
+from seedvr2.train.loop import Trainer
 from seedvr2.train.networks import export_weights
 from seedvr2.weights import load_into
-from train_support import make_media, tiny_config, write_config
+from train_support import TINY_DIT, make_media, tiny_config, write_config
 
 STAGES = ["vae", "diffusion", "distill", "fidelity", "adversarial"]
 
@@ -242,17 +245,19 @@ def test_a_passthrough_generator_trains_with_frozen_in_and_out_maps(media: Path,
 
 def test_fidelity_stage_fits_the_targets_and_starts_the_adversarial_stage(media: Path,
                                                                           tmp_path: Path) -> None:
-    """L1, MSE and log MSE alone, no discriminator: the loss is their weighted sum and the
+    """L1, MSE, log MSE and relative MSE alone, no discriminator: the loss is their weighted sum
+    and the
     squared error falls; the checkpoint is a generator the adversarial stage takes as init."""
     cfg = tiny_config(media, tmp_path / "fid", "fidelity",
                       run={"steps": 30, "checkpoint_every": 30, "ema_decay": None},
                       data={"batch_size": 4, "phases": [{"frames": [1], "sizes": [32]}]},
-                      fidelity={"l1_weight": 0.5, "mse_weight": 2.0, "log_mse_weight": 0.1})
+                      fidelity={"l1_weight": 0.5, "mse_weight": 2.0, "log_mse_weight": 0.1,
+                                "relative_mse_weight": 0.3})
     last = run(write_config(tmp_path / "fid.yaml", cfg))
     rows = _metrics(tmp_path / "fid")
     for row in rows:
         expected = (0.5 * float(row["g/l1"]) + 2.0 * float(row["g/mse"])
-                    + 0.1 * float(row["g/log_mse"]))
+                    + 0.1 * float(row["g/log_mse"]) + 0.3 * float(row["g/relative_mse"]))
         assert float(row["g/loss"]) == pytest.approx(expected, rel=1e-5)
     errors = [float(r["g/mse"]) for r in rows]  # positive (the total is not: log MSE < 0)
     assert sum(errors[-5:]) / 5 < 0.8 * sum(errors[:5]) / 5
@@ -261,3 +266,15 @@ def test_fidelity_stage_fits_the_targets_and_starts_the_adversarial_stage(media:
                       model={"init": str(tmp_path / "fid")})
     networks = _networks(run(write_config(tmp_path / "apt.yaml", cfg)))
     assert set(networks) == {"generator", "generator_ema", "discriminator"}
+
+
+@pytest.mark.parametrize("stage", ["diffusion", "fidelity", "adversarial"])
+def test_training_conditions_are_up_scaled_as_the_trained_dit_says(stage: str, media: Path,
+                                                                   tmp_path: Path) -> None:
+    """``DiTConfig.condition_resize`` reaches the data: the trained DiT learns on conditions
+    made as ``restore`` will make them for it."""
+    for resize in ("bicubic", "bicubic_antialias"):
+        dit = {**TINY_DIT, "condition_resize": resize}
+        cfg = config_from_dict(tiny_config(media, tmp_path / resize, stage, model={"dit": dit}))
+        trainer = Trainer(cfg, DistContext(0, 1, torch.device("cpu"), "none"))
+        assert trainer.dataset().condition_resize == resize

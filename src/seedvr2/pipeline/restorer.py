@@ -439,7 +439,8 @@ class Restorer:
                                     tile=_tile(tiling.decode_tile, tiling.overlap))  # fmt: skip
         passes = o.steps * (1 if o.cfg_scale == 1.0 else 2)
         with self._phase("encode"), progress.phase("encode", [vae.encoder], encodes, vae.encoder.modules()):
-            reference = resize_and_pad(frames.to(self.device, torch.float32), plan)  # (f, 3, H, W)
+            reference = resize_and_pad(frames.to(self.device, torch.float32), plan,
+                                       dit.config.condition_resize)  # (f, 3, H, W)
             mean, std = self._encode(reference)
         generator = torch.Generator().manual_seed(seed)  # CPU draws: the same on every device
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from seedvr2.errors import InputError
+from seedvr2.models.dit.config import ConditionResize
 
 MULTIPLE = 16  # VAE 8x spatial x DiT 2x2 patch
 
@@ -66,15 +67,26 @@ def plan_size(
     return SizePlan(source=(h, w), output=(out_h, out_w), padded=padded)
 
 
-def resize_and_pad(frames: torch.Tensor, plan: SizePlan) -> torch.Tensor:
-    """(f, c, h, w) in [0, 1] -> bicubic antialiased resize to the output size, edge padding.
+def upscale_lq(
+    frames: torch.Tensor,  # (f, c, h, w) in [0, 1]
+    size: tuple[int, int],  # (H, W)
+    method: ConditionResize = "bicubic_antialias",
+) -> torch.Tensor:  # (f, c, H, W) float32 in [0, 1]
+    """The LQ resized to ``size`` as a model's condition expects (``DiTConfig.condition_resize``),
+    clamped to [0, 1] as the official preprocessing."""
+    return F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False,
+                         antialias=method == "bicubic_antialias").clamp_(0, 1)
 
-    Returns (f, c, H, W) at ``plan.padded``, clamped to [0, 1] as the official preprocessing.
+
+def resize_and_pad(
+    frames: torch.Tensor, plan: SizePlan, method: ConditionResize = "bicubic_antialias"
+) -> torch.Tensor:
+    """(f, c, h, w) in [0, 1] -> resized to the output size by ``method``, edge padding.
+
+    Returns (f, c, H, W) at ``plan.padded``.
     """
     if tuple(frames.shape[-2:]) != plan.output:
-        frames = F.interpolate(
-            frames.float(), size=plan.output, mode="bicubic", antialias=True, align_corners=False
-        ).clamp_(0, 1)
+        frames = upscale_lq(frames, plan.output, method)
     pad_h, pad_w = plan.pad
     if pad_h or pad_w:
         frames = F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")

@@ -78,6 +78,7 @@ class AdversarialStage(DiTStage):
         super().__init__(cfg, ctx)
         generator, discriminator = build_networks(cfg, ctx.device, starting_dit)
         self.start_noise = generator.config.start_noise  # x_T's scale (0: deterministic)
+        self.condition_resize = generator.config.condition_resize
         self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
                         generator.config.txt_in_dim)
         backbone, d_config = discriminator.backbone, discriminator.config

@@ -171,6 +171,8 @@ class FidelityConfig:
     l1_weight: float = 1.0
     mse_weight: float = 0.0  # squared error on latents: PSNR's own criterion
     log_mse_weight: float = 0.0  # per-clip 10 log10 MSE: minus the mean PSNR of the batch
+    relative_mse_weight: float = 0.0  # per-clip MSE / (the LQ latent's MSE + floor)
+    relative_mse_floor: float = 4e-4  # latent MSE of a 40 dB clip (pixels in [-1, 1])
     condition_noise: float = 0.0
 
 
@@ -318,10 +320,12 @@ def _validate(cfg: TrainConfig) -> None:
            f"must be below distill.teacher_steps {dist.teacher_steps}")
     _check(dist.round_steps >= 1, "distill.round_steps", "must be >= 1")
     fid = cfg.fidelity
-    weights = (fid.l1_weight, fid.mse_weight, fid.log_mse_weight)
+    weights = (fid.l1_weight, fid.mse_weight, fid.log_mse_weight, fid.relative_mse_weight)
     _check(min(weights) >= 0, "fidelity.l1_weight", f"weights must be >= 0, got {weights}")
-    _check(sum(weights) > 0, "fidelity.mse_weight",
-           "fidelity.l1_weight, mse_weight and log_mse_weight are all 0: nothing to train on")
+    _check(sum(weights) > 0, "fidelity.mse_weight", "fidelity.l1_weight, mse_weight, "
+           "log_mse_weight and relative_mse_weight are all 0: nothing to train on")
+    _check(fid.relative_mse_floor > 0, "fidelity.relative_mse_floor",
+           f"must be > 0, got {fid.relative_mse_floor}")
     adv = cfg.adversarial
     _check(adv.sigma > 0, "adversarial.sigma", f"must be > 0, got {adv.sigma}")
     _check(adv.shift_image > 0 and adv.shift_video > 0, "adversarial.shift_video", "must be > 0")

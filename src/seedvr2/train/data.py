@@ -23,6 +23,8 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seedvr2.errors import ConfigError
+from seedvr2.models.dit.config import ConditionResize
+from seedvr2.pipeline.sizing import upscale_lq
 from seedvr2.weights import load_text_embedding
 
 from . import rng
@@ -242,8 +244,10 @@ class ClipDataset(Dataset):
         entries: list[MediaEntry | Pair],  # pairs bring their own LQ
         seed: int,
         degrader: Degrader | None,
+        condition_resize: ConditionResize = "bicubic_antialias",  # the trained DiT's
     ) -> None:
         self.entries, self.seed, self.degrader = entries, seed, degrader
+        self.condition_resize = condition_resize
         self.sources = SourceCache()  # per process: each data worker fills its own
         self._eligible: dict[int, list[MediaEntry]] = {}
 
@@ -265,7 +269,8 @@ class ClipDataset(Dataset):
         entry = options[int(torch.randint(len(options), (), generator=g))]
         start = int(torch.randint(entry.frames - key.frames + 1, (), generator=g))
         if isinstance(entry, Pair):  # real LQ, cropped and flipped with its HQ
-            clip = torch.cat(entry.read(start, key.frames, self.sources))  # (2c, f, h, w)
+            clip = torch.cat(entry.read(start, key.frames, self.sources,
+                                        self.condition_resize))  # (2c, f, h, w)
         else:
             clip = rearrange(read_clip(entry, start, key.frames, self.sources),
                              "f h w c -> c f h w")
@@ -280,11 +285,10 @@ class ClipDataset(Dataset):
             clip, lq = clip[:3], clip[3:] * 2 - 1
         elif self.degrader is not None:
             small = self.degrader(clip, g)
-            # The condition as restore makes it (seedvr2.pipeline.sizing.resize_and_pad):
-            # antialiased bicubic, whose kernel (a = -0.5) differs from plain bicubic's (-0.75).
-            frames = F.interpolate(rearrange(small, "c f h w -> f c h w"),
-                                   size=(key.height, key.width), mode="bicubic", antialias=True)
-            lq = rearrange(frames.clamp(0, 1), "f c h w -> c f h w") * 2 - 1
+            # The condition as restore makes it for this DiT (``condition_resize``).
+            frames = upscale_lq(rearrange(small, "c f h w -> f c h w"), (key.height, key.width),
+                                self.condition_resize)
+            lq = rearrange(frames, "f c h w -> c f h w") * 2 - 1
         text = load_text_embedding(entry.text) if entry.text else None
         return dict(hq=clip * 2 - 1, lq=lq, text=text, key=key)
 
@@ -307,8 +311,12 @@ def crop_multiple(stage_multiple: int, scale: int) -> int:
     return math.lcm(stage_multiple, 2 * scale)
 
 
-def build_clip_dataset(cfg: TrainConfig, frame_step: int, needs_lq: bool) -> ClipDataset:
-    """Index ``data.paired``, ``data.roots`` / ``data.manifest``; check the clip lengths."""
+def build_clip_dataset(
+    cfg: TrainConfig, frame_step: int, needs_lq: bool,
+    condition_resize: ConditionResize = "bicubic_antialias",
+) -> ClipDataset:
+    """Index ``data.paired``, ``data.roots`` / ``data.manifest``; check the clip lengths. LQ
+    conditions are up-scaled by ``condition_resize``, the trained DiT's."""
     data = cfg.data
     for i, phase in enumerate(data.phases):
         bad = [f for f in phase.frames if (f - 1) % frame_step]
@@ -319,7 +327,7 @@ def build_clip_dataset(cfg: TrainConfig, frame_step: int, needs_lq: bool) -> Cli
     entries: list[MediaEntry | Pair] = [p for f in data.paired for p in scan_pairs(f, data.sequences)]
     if data.roots or data.manifest is not None:
         entries += build_index(data.roots, data.manifest)
-    return ClipDataset(entries, cfg.seed, degrader)
+    return ClipDataset(entries, cfg.seed, degrader, condition_resize)
 
 
 def make_loader(dataset: Dataset, sampler: Iterable[list[SampleKey]], workers: int) -> DataLoader:

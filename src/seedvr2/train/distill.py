@@ -46,6 +46,7 @@ class DistillStage(DiTStage):
         super().__init__(cfg, ctx)
         student = build_trained_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0,
                                     cfg.model.gradient_checkpointing, ctx.device)
+        self.condition_resize = student.config.condition_resize
         self.build_text(student.config.vid_in_channels, student.config.vid_out_channels,
                         student.config.txt_in_dim)
         self.teacher = wrap(frozen(copy.deepcopy(student)), ctx, trainable=False)

@@ -8,6 +8,8 @@ discriminator a step costs about a third of an adversarial one on a CPU.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from . import losses
@@ -21,8 +23,8 @@ from .trained import TrainedNetwork
 
 
 class FidelityStage(DiTStage):
-    """One-step generator, fitted to the HQ latents by ``w_1 L1 + w_2 MSE + w_3 10 log10 MSE``
-    (each term a mean over clips)."""
+    """One-step generator, fitted to the HQ latents by ``w_1 L1 + w_2 MSE + w_3 10 log10 MSE
+    + w_4 MSE / MSE(LQ latent)`` (each term a mean over clips)."""
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         super().__init__(cfg, ctx)
@@ -30,6 +32,7 @@ class FidelityStage(DiTStage):
         freeze(generator, cfg.model.frozen)
         generator.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.start_noise = generator.config.start_noise
+        self.condition_resize = generator.config.condition_resize
         self.build_text(generator.config.vid_in_channels, generator.config.vid_out_channels,
                         generator.config.txt_in_dim)
         self.generator = TrainedNetwork("generator", generator.to(ctx.device), cfg.optim,
@@ -44,7 +47,11 @@ class FidelityStage(DiTStage):
         terms = {name: clip_mean(loss, fake, batch.x0, batch.shapes) for name, loss in
                  (("l1", losses.l1_loss), ("mse", losses.mse_loss),
                   ("log_mse", losses.log_mse_loss))}
-        weights = {"l1": fid.l1_weight, "mse": fid.mse_weight, "log_mse": fid.log_mse_weight}
+        terms["relative_mse"] = clip_mean(
+            partial(losses.relative_mse_loss, floor=fid.relative_mse_floor),
+            fake, batch.x0, batch.shapes, batch.lq)
+        weights = {"l1": fid.l1_weight, "mse": fid.mse_weight, "log_mse": fid.log_mse_weight,
+                   "relative_mse": fid.relative_mse_weight}
         total, logged = losses.weighted_sum(terms, weights)
         return total, {"g/loss": total, **{f"g/{k}": v for k, v in logged.items()}}
 

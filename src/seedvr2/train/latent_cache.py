@@ -29,6 +29,7 @@ from . import rng
 from .config import TrainConfig, load_config
 from .data import SampleKey, build_clip_dataset, crop_multiple, plan_shape
 from .latents import build_codec
+from .networks import starting_dit
 from .optim import autocast
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def cache_latents(
         raise ConfigError("data.cache: set the folder the latents are written to")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     codec = build_codec(cfg.latent, device)
-    dataset = build_clip_dataset(cfg, codec.temporal, needs_lq=True)
+    trained = starting_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0)
+    dataset = build_clip_dataset(cfg, codec.temporal, True, trained.config.condition_resize)
     multiple = crop_multiple(codec.spatial * 2, cfg.data.scale)
     folder = Path(cfg.data.cache)
     folder.mkdir(parents=True, exist_ok=True)

@@ -124,10 +124,11 @@ def unpack(rows: torch.Tensor, shapes: torch.Tensor) -> list[torch.Tensor]:  # [
 
 
 def clip_mean(
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss: Callable[..., torch.Tensor],
     prediction: torch.Tensor,  # (l, c) packed rows
     target: torch.Tensor,  # (l, c)
     shapes: torch.Tensor,  # (b, 3)
+    *more: torch.Tensor,  # (l, c) further packed rows ``loss`` takes after the target
 ) -> torch.Tensor:  # ()
     """``loss`` of each clip, averaged over clips.
 
@@ -135,7 +136,7 @@ def clip_mean(
     over ranks equals one process's mean over all clips (and cached clips of several sizes mix).
     """
     lengths = shapes.prod(-1).tolist()
-    pairs = zip(prediction.split(lengths), target.split(lengths))
-    return torch.stack([loss(p, t) for p, t in pairs]).mean()
+    clips = zip(*(rows.split(lengths) for rows in (prediction, target, *more)))
+    return torch.stack([loss(*parts) for parts in clips]).mean()
 
 

@@ -89,7 +89,8 @@ class Trainer:
         """Cached latents when ``data.cache`` is set, else decoded, cropped, degraded media."""
         if self.cfg.data.cache is not None:
             return LatentCacheDataset(self.cfg.data.cache, self.cfg.seed)
-        return build_clip_dataset(self.cfg, self.stage.frame_step, self.stage.needs_lq)
+        return build_clip_dataset(self.cfg, self.stage.frame_step, self.stage.needs_lq,
+                                  self.stage.condition_resize)
 
     def sampler(self, start: int, end: int, rank: int) -> StepSampler:
         multiple = crop_multiple(self.stage.crop_multiple, self.cfg.data.scale)

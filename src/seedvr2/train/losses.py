@@ -172,6 +172,19 @@ def log_mse_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return 10 * torch.log10(mse_loss(prediction, target) + 1e-10)
 
 
+def relative_mse_loss(
+    prediction: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, floor: float
+) -> torch.Tensor:
+    """``mean (x̂ - x)² / (mean (r - x)² + floor)``: one clip's squared error relative to that of
+    a reference (its LQ latent: what a pass-through model returns, the bicubic up-scale), so the
+    start is about 1 for every clip and a gain of ``g`` dB on any clip lowers it by the same
+    ``1 - 10^(-g/10)``. Heavily degraded clips then do not drown clean ones as in plain MSE,
+    and, unlike the log-MSE, the weight ``1 / (mean (r - x)² + floor)`` is fixed per clip: a flat
+    crop whose error nears zero gets at most ``1 / floor``, not an exploding one."""
+    weight = 1.0 / (mse_loss(reference, target) + floor)
+    return mse_loss(prediction, target) * weight.detach()
+
+
 def diffusion_mse(velocity: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Flow-matching loss ``mean ‖F(x_t, c, t) - v‖²`` with ``v = z - x_0`` (lerp schedule,
     spec §1a) or the distillation target ``v*`` (spec §1b)."""

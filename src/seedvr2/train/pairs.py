@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from seedvr2.errors import InputError
 from seedvr2.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from seedvr2.models.dit.config import ConditionResize
+from seedvr2.pipeline.sizing import upscale_lq
 
 from .sources import ManifestItem, MediaEntry, SourceCache, probe, read_clip
 
@@ -40,12 +41,16 @@ class Pair:
     def text(self) -> None:
         return None
 
-    def read(self, start: int, count: int, sources: SourceCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """HQ frames and LQ frames resized to the HQ size, both (c, f, h, w) in [0, 1]."""
+    def read(
+        self, start: int, count: int, sources: SourceCache,
+        resize: ConditionResize = "bicubic_antialias",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """HQ frames and LQ frames resized to the HQ size by ``resize``, both (c, f, h, w) in
+        [0, 1]."""
         hq = rearrange(read_clip(self.hq, start, count, sources), "f h w c -> c f h w")
         lq = rearrange(read_clip(self.lq, start, count, sources), "f h w c -> f c h w")
         if lq.shape[-2:] != hq.shape[-2:]:
-            lq = F.interpolate(lq, size=hq.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+            lq = upscale_lq(lq, hq.shape[-2:], resize)
         return hq, rearrange(lq, "f c h w -> c f h w")
 
 

@@ -30,6 +30,7 @@ class DiffusionStage(DiTStage):
         dit = build_trained_dit(cfg.model.dit, cfg.model.init, "model.init", cfg.seed, 0,
                                 cfg.model.gradient_checkpointing, ctx.device, cfg.model.lora,
                                 "dit")
+        self.condition_resize = dit.config.condition_resize
         self.build_text(dit.config.vid_in_channels, dit.config.vid_out_channels,
                         dit.config.txt_in_dim)
         self.dit = TrainedNetwork("dit", dit, cfg.optim, cfg.run, ctx, cfg.run.ema_decay)

@@ -27,6 +27,7 @@ from seedvr2.diffusion import (
     sr_condition,
     uniform_trailing_timesteps,
 )
+from seedvr2.models.dit.config import ConditionResize
 
 from . import rng
 from .config import PASSTHROUGH, TrainConfig
@@ -46,6 +47,9 @@ class Stage(ABC):
     """One training stage."""
 
     needs_lq: bool = True  # whether batches need LQ conditions (the VAE stage does not)
+    # How LQ frames are up-scaled into conditions: the trained DiT's config says (DiT stages set
+    # it from their network's DiTConfig.condition_resize).
+    condition_resize: ConditionResize = "bicubic_antialias"
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
         self.cfg, self.ctx = cfg, ctx

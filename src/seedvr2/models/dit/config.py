@@ -27,6 +27,13 @@ WindowMethod = Literal["720pwin_by_size_bysize", "720pswin_by_size_bysize"]
 REGULAR: WindowMethod = "720pwin_by_size_bysize"
 SHIFTED: WindowMethod = "720pswin_by_size_bysize"
 
+# Antialiased bicubic as the official pipeline (torchvision's Resize: kernel a = -0.5), which
+# the released models were trained on; or plain bicubic (a = -0.75, PyTorch's and OpenCV's
+# default and the evaluation's bicubic baseline), which the bundled seedvr2-small is trained on
+# so that its pass-through start is exactly that baseline.
+ConditionResize = Literal["bicubic_antialias", "bicubic"]
+CONDITION_RESIZES: tuple[str, ...] = ("bicubic_antialias", "bicubic")
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -53,6 +60,8 @@ class DiTConfig:
     # Scale of the x_T the sampler starts from (1: the released models' Gaussian noise; 0: a
     # deterministic generator, x_T = 0, as the bundled seedvr2-small is trained and run).
     start_noise: float = 1.0
+    # How the LQ is up-scaled to the output size into the condition (the pipeline's upscale_lq).
+    condition_resize: ConditionResize = "bicubic_antialias"
 
     def __post_init__(self) -> None:
         if self.dim != self.heads * self.head_dim:
@@ -61,6 +70,9 @@ class DiTConfig:
             )
         if not 0 <= self.mm_layers <= self.num_layers:
             raise ConfigError(f"mm_layers {self.mm_layers} not in [0, {self.num_layers}]")
+        if self.condition_resize not in CONDITION_RESIZES:
+            raise ConfigError(f"condition_resize {self.condition_resize!r} is not one of "
+                              f"{list(CONDITION_RESIZES)}")
         if self.mlp_type not in ("swiglu", "gelu"):
             raise ConfigError(f"mlp_type {self.mlp_type!r} is not 'swiglu' or 'gelu'")
         if self.rope_type not in ("mmrope3d", "rope3d"):

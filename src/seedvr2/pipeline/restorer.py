@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from seedvr2.digests import file_sha256
@@ -53,7 +52,7 @@ from .models import default_model
 from .options import RestoreOptions, RuntimeOptions
 from .progress import BatchProgress, Control, Progress
 from .runtime import check_attention, check_finite, resolve_device, resolve_dtype
-from .sizing import SizePlan, crop_output, plan_size, resize_and_pad
+from .sizing import SizePlan, crop_output, plan_size, resize_and_pad, upscale_lq
 
 
 @dataclass(frozen=True)
@@ -610,9 +609,7 @@ class Restorer:
         rgb = self.restore_clip(clip[:, :3], plan, self.options.seed + start, start, completes)
         if clip.shape[1] == 3:
             return rgb
-        alpha = F.interpolate(
-            clip[:, 3:].float(), size=plan.output, mode="bicubic", antialias=True
-        ).clamp_(0, 1)
+        alpha = upscale_lq(clip[:, 3:], plan.output)  # antialiased, whatever the model takes
         return torch.cat([rgb, alpha], dim=1)
 
     def restore(self, frames: np.ndarray | torch.Tensor | str | Path) -> np.ndarray:

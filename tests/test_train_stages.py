@@ -278,3 +278,26 @@ def test_training_conditions_are_up_scaled_as_the_trained_dit_says(stage: str, m
         cfg = config_from_dict(tiny_config(media, tmp_path / resize, stage, model={"dit": dit}))
         trainer = Trainer(cfg, DistContext(0, 1, torch.device("cpu"), "none"))
         assert trainer.dataset().condition_resize == resize
+
+
+def test_fidelity_relative_mse_divides_by_each_clips_lq_error(media: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """The relative term's reference is the batch's LQ latent (the pass-through output), clip
+    by clip: ``MSE(x̂, x) / (MSE(LQ, x) + floor)``."""
+    from seedvr2.train.stage import LatentBatch
+
+    cfg = config_from_dict(tiny_config(media, tmp_path / "rel", "fidelity",
+                                       fidelity={"relative_mse_weight": 1.0,
+                                                 "relative_mse_floor": 0.01}))
+    stage = Trainer(cfg, DistContext(0, 1, torch.device("cpu"), "none")).stage
+    torch.manual_seed(0)
+    shapes = torch.tensor([[1, 4, 4], [1, 2, 4]])
+    x0 = torch.randn(24, 16)
+    lq = x0 + torch.cat([0.1 * torch.randn(16, 16), torch.randn(8, 16)])  # mild, heavy
+    fake = x0 + 0.05 * torch.randn(24, 16)
+    monkeypatch.setattr(stage, "one_step", lambda *args: fake)
+    batch = LatentBatch(x0, lq, shapes, [], [None, None], [])
+    _, metrics = stage.loss(batch)
+    expected = sum(float(((f - x) ** 2).mean() / (((r - x) ** 2).mean() + 0.01))
+                   for f, x, r in zip(fake.split([16, 8]), x0.split([16, 8]), lq.split([16, 8])))
+    assert float(metrics["g/relative_mse"]) == pytest.approx(expected / 2, rel=1e-5)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from seedvr2.errors import ConfigError
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
 from seedvr2.train.data import SampleKey
@@ -32,3 +35,48 @@ def test_cached_latents_train_the_adversarial_stage(tmp_path: Path) -> None:
     models = load_checkpoint(last)["models"]
     assert all(torch.isfinite(v).all() for m in models.values() for v in m.values())
     assert (tmp_path / "out" / "samples" / "step_00000004.mp4").is_file()
+
+
+def test_a_cache_is_used_only_by_runs_of_its_data_and_never_overwritten(tmp_path: Path) -> None:
+    media = make_media(tmp_path / "media")
+    cache = tmp_path / "latents"
+    cfg = tiny_config(media, tmp_path / "out", "fidelity", data={"cache": str(cache)})
+    config = write_config(tmp_path / "run.yaml", cfg)
+    cache_latents(config, count=3)
+    assert json.loads((cache / "cache.json").read_text())["count"] == 3
+    written = {p.name: p.read_bytes() for p in cache.iterdir()}
+    cache_latents(config, count=3)  # the same draw again: allowed, the same files
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == written
+
+    with pytest.raises(ConfigError, match="another config or count"):
+        cache_latents(config, count=5)
+    other = write_config(tmp_path / "other.yaml", {**cfg, "data": {**cfg["data"], "scale": 4}})
+    with pytest.raises(ConfigError, match="another config or count"):
+        cache_latents(other, count=3)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == written
+
+    with pytest.raises(ConfigError, match="other data"):  # the run names other LQ than cached
+        run(other)
+    sharp = {**cfg["model"], "dit": {**cfg["model"]["dit"], "condition_resize": "bicubic"}}
+    with pytest.raises(ConfigError, match="other condition_resize"):
+        run(write_config(tmp_path / "sharp.yaml", {**cfg, "model": sharp}))
+    no_roots = {**cfg["data"]}
+    del no_roots["roots"]  # a run that names no data trains on the cache as it is
+    assert run(write_config(tmp_path / "bare.yaml", {**cfg, "data": no_roots})).is_file()
+
+
+def test_latents_without_a_manifest_are_refused_and_kept(tmp_path: Path) -> None:
+    media = make_media(tmp_path / "media")
+    cache = tmp_path / "latents"
+    cache.mkdir()
+    stray = cache / "00000000.safetensors"
+    save_file({"x0": torch.zeros(48, 1, 8, 8), "lq": torch.zeros(48, 1, 8, 8)}, str(stray),
+              metadata={"sample": json.dumps({"frames": 1, "height": 32, "width": 32})})
+    before = stray.read_bytes()
+    config = write_config(tmp_path / "run.yaml", tiny_config(
+        media, tmp_path / "out", "fidelity", data={"cache": str(cache)}))
+    with pytest.raises(ConfigError, match="without a cache.json"):
+        cache_latents(config, count=2)
+    with pytest.raises(ConfigError, match="no cache.json"):
+        run(config)
+    assert stray.read_bytes() == before and sorted(cache.iterdir()) == [stray]

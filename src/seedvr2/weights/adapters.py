@@ -3,14 +3,16 @@
 An adapter folder is what PEFT's ``save_pretrained`` writes: ``adapter_config.json`` (a
 ``LoraConfig``) and ``adapter_model.safetensors`` (keys ``base_model.model.<module>.lora_A.weight``).
 Ours also records, in the safetensors metadata, the SHA-256 of the DiT file it was trained on
-(``seedvr2.base_sha256``), so an adapter is refused on any other base. PEFT is an optional
+(``seedvr2.base_sha256``), so an adapter is refused on any other base, and the SHA-256 of the
+config written with it (``seedvr2.config_sha256``), so weights and a config of two different
+exports (an export stopped between its two files) are refused instead of mixed. PEFT is an optional
 dependency (``pip install "seedvr2[lora]"``), imported only when an adapter is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -32,6 +34,7 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 BASE_SHA256_KEY = "seedvr2.base_sha256"  # safetensors metadata: the DiT file it was made for
 BASE_ORIGIN_KEY = "seedvr2.base"  # ... and what that file was called (for messages)
+CONFIG_SHA256_KEY = "seedvr2.config_sha256"  # ... and the adapter_config.json written with it
 PEFT_PREFIX = "base_model.model."  # PeftModel's key prefix in saved adapters
 # Targetable DiT projections: attention and MLP linears of every block (mlp.proj_in_gate: 3B).
 LORA_TARGETS = ("attn.proj_qkv", "attn.proj_out", "mlp.proj_in", "mlp.proj_in_gate",
@@ -111,11 +114,11 @@ def check_adapter_folder(folder: Path, overwrite: bool) -> None:
             raise OutputError(f"{folder / name} is a folder; write the adapter elsewhere")
 
 
-def _write_config(config: Any, temp: Path) -> None:
-    """PEFT's ``adapter_config.json`` of ``config`` at ``temp`` (PEFT writes into a folder)."""
-    with tempfile.TemporaryDirectory(prefix=f".{CONFIG_FILE}.", dir=temp.parent) as scratch:
+def _config_bytes(config: Any, folder: Path) -> bytes:
+    """PEFT's ``adapter_config.json`` of ``config`` (PEFT writes it into a scratch folder)."""
+    with tempfile.TemporaryDirectory(prefix=f".{CONFIG_FILE}.", dir=folder) as scratch:
         config.save_pretrained(scratch)
-        os.replace(Path(scratch) / CONFIG_FILE, temp)
+        return (Path(scratch) / CONFIG_FILE).read_bytes()
 
 
 def save_adapter(
@@ -124,7 +127,8 @@ def save_adapter(
 ) -> Path:
     """Write an adapter folder in PEFT's format, tagged with its base DiT's SHA-256.
 
-    Each of the two files is written atomically. An existing folder holding files is refused
+    Each of the two files is written atomically, the weights tagged with the config's SHA-256
+    (:func:`read_adapter` refuses a pair from two exports). An existing folder holding files is refused
     unless ``overwrite``; then only the adapter's two files are replaced, nothing else in it.
 
     Raises:
@@ -137,10 +141,12 @@ def save_adapter(
     except OSError as error:
         raise OutputError(f"cannot create the adapter folder {folder} ({error.strerror})") from None
     config.base_model_name_or_path = base
-    metadata = {"format": "pt", BASE_SHA256_KEY: base_sha256, BASE_ORIGIN_KEY: base}
+    text = _config_bytes(config, folder)
+    metadata = {"format": "pt", BASE_SHA256_KEY: base_sha256, BASE_ORIGIN_KEY: base,
+                CONFIG_SHA256_KEY: hashlib.sha256(text).hexdigest()}
     write_atomically(folder / WEIGHTS_FILE,
                      lambda temp: save_file(weights, str(temp), metadata=metadata))
-    write_atomically(folder / CONFIG_FILE, lambda temp: _write_config(config, temp))
+    write_atomically(folder / CONFIG_FILE, lambda temp: temp.write_bytes(text))
     return folder
 
 
@@ -163,13 +169,19 @@ def read_adapter(folder: str | Path) -> Adapter:
         raise InputError(f"--lora {folder}: not an adapter folder (needs {CONFIG_FILE} and "
                          f"{WEIGHTS_FILE}, as `seedvr2 export` writes)")
     try:
-        values = json.loads(config_file.read_text())
+        text = config_file.read_bytes()
+        values = json.loads(text)
         config = peft().PeftConfig.from_peft_type(**values)
         with safe_open(str(weights_file), framework="pt") as handle:
             metadata = handle.metadata() or {}
         weights = load_file(str(weights_file))
     except (ValueError, TypeError, KeyError, OSError) as error:  # JSON, config fields, file
         raise CheckpointError(f"cannot read the adapter {folder}: {error}") from None
+    expected = metadata.get(CONFIG_SHA256_KEY)
+    if expected is not None and hashlib.sha256(text).hexdigest() != expected:
+        raise CheckpointError(f"{folder}: {CONFIG_FILE} is not the config its {WEIGHTS_FILE} was "
+                              "written with (an export stopped between the two files?); export "
+                              "the adapter again with --overwrite")
     if getattr(config, "peft_type", None) != peft().PeftType.LORA:
         raise CheckpointError(f"{folder} is a {config.peft_type} adapter; only LoRA is supported")
     return Adapter(folder, config, weights, metadata.get(BASE_SHA256_KEY),

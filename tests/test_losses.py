@@ -249,3 +249,21 @@ def test_relative_mse_weighs_each_clip_by_its_reference_error_with_a_floor() -> 
     assert float(clean.grad.norm() / heavy.grad.norm()) == pytest.approx(10.0, rel=1e-4)
     exact = losses.relative_mse_loss(clean, target, target, floor=1e-3)  # the floor bounds it
     assert float(exact) == pytest.approx(float(((clean - target) ** 2).mean()) / 1e-3, rel=1e-5)
+
+
+def test_excess_mse_is_zero_below_the_reference_and_relative_above_it() -> None:
+    torch.manual_seed(0)
+    target = torch.rand(64, 12) * 2 - 1
+    direction = torch.randn(64, 12)
+    reference = target + 0.01 * direction
+    better = (target + 0.005 * direction).requires_grad_(True)
+    loss = losses.excess_mse_loss(better, target, reference, floor=1e-12)
+    loss.backward()
+    assert float(loss) == 0 and float(better.grad.abs().max()) == 0  # improved: left alone
+    worse = (target + 0.02 * direction).requires_grad_(True)  # 4x the reference's error
+    assert float(losses.excess_mse_loss(worse, target, reference, floor=1e-12)) == \
+        pytest.approx(3.0, rel=1e-4)
+    near_lossless = target + 1e-4 * direction  # the floor bounds the weight
+    error = float(((worse - target) ** 2).mean() - ((near_lossless - target) ** 2).mean())
+    assert float(losses.excess_mse_loss(worse, target, near_lossless, floor=1e-3)) == \
+        pytest.approx(error / (float(((near_lossless - target) ** 2).mean()) + 1e-3), rel=1e-4)

@@ -57,6 +57,7 @@ def test_resolved_config_round_trips() -> None:
         ("run.ema_decay=1.5", "run.ema_decay"),
         ("fidelity.l1_weight=0", "fidelity.mse_weight: .* all 0"),
         ("fidelity.relative_mse_floor=0", "fidelity.relative_mse_floor: must be > 0"),
+        ("fidelity.excess_mse_floor=-1", "fidelity.excess_mse_floor: must be > 0"),
     ],
 )
 def test_bad_values_name_their_key(override: str, message: str) -> None:

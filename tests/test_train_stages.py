@@ -252,12 +252,13 @@ def test_fidelity_stage_fits_the_targets_and_starts_the_adversarial_stage(media:
                       run={"steps": 30, "checkpoint_every": 30, "ema_decay": None},
                       data={"batch_size": 4, "phases": [{"frames": [1], "sizes": [32]}]},
                       fidelity={"l1_weight": 0.5, "mse_weight": 2.0, "log_mse_weight": 0.1,
-                                "relative_mse_weight": 0.3})
+                                "relative_mse_weight": 0.3, "excess_mse_weight": 0.2})
     last = run(write_config(tmp_path / "fid.yaml", cfg))
     rows = _metrics(tmp_path / "fid")
     for row in rows:
         expected = (0.5 * float(row["g/l1"]) + 2.0 * float(row["g/mse"])
-                    + 0.1 * float(row["g/log_mse"]) + 0.3 * float(row["g/relative_mse"]))
+                    + 0.1 * float(row["g/log_mse"]) + 0.3 * float(row["g/relative_mse"])
+                    + 0.2 * float(row["g/excess_mse"]))
         assert float(row["g/loss"]) == pytest.approx(expected, rel=1e-5)
     errors = [float(r["g/mse"]) for r in rows]  # positive (the total is not: log MSE < 0)
     assert sum(errors[-5:]) / 5 < 0.8 * sum(errors[:5]) / 5
@@ -280,15 +281,18 @@ def test_training_conditions_are_up_scaled_as_the_trained_dit_says(stage: str, m
         assert trainer.dataset().condition_resize == resize
 
 
-def test_fidelity_relative_mse_divides_by_each_clips_lq_error(media: Path, tmp_path: Path,
+def test_fidelity_relative_and_excess_mse_divide_by_each_clips_lq_error(media: Path, tmp_path: Path,
                                                               monkeypatch) -> None:
-    """The relative term's reference is the batch's LQ latent (the pass-through output), clip
-    by clip: ``MSE(x̂, x) / (MSE(LQ, x) + floor)``."""
+    """The relative and excess terms' reference is the batch's LQ latent (the pass-through
+    output), clip by clip: ``MSE(x̂, x) / (MSE(LQ, x) + floor)``, and the excess of ``MSE(x̂, x)``
+    over ``MSE(LQ, x)`` (none on a clip better than its LQ)."""
     from seedvr2.train.stage import LatentBatch
 
     cfg = config_from_dict(tiny_config(media, tmp_path / "rel", "fidelity",
                                        fidelity={"relative_mse_weight": 1.0,
-                                                 "relative_mse_floor": 0.01}))
+                                                 "relative_mse_floor": 0.01,
+                                                 "excess_mse_weight": 1.0,
+                                                 "excess_mse_floor": 0.001}))
     stage = Trainer(cfg, DistContext(0, 1, torch.device("cpu"), "none")).stage
     torch.manual_seed(0)
     shapes = torch.tensor([[1, 4, 4], [1, 2, 4]])
@@ -298,6 +302,14 @@ def test_fidelity_relative_mse_divides_by_each_clips_lq_error(media: Path, tmp_p
     monkeypatch.setattr(stage, "one_step", lambda *args: fake)
     batch = LatentBatch(x0, lq, shapes, [], [None, None], [])
     _, metrics = stage.loss(batch)
+    clips = list(zip(fake.split([16, 8]), x0.split([16, 8]), lq.split([16, 8]), strict=True))
     expected = sum(float(((f - x) ** 2).mean() / (((r - x) ** 2).mean() + 0.01))
-                   for f, x, r in zip(fake.split([16, 8]), x0.split([16, 8]), lq.split([16, 8])))
+                   for f, x, r in clips)
     assert float(metrics["g/relative_mse"]) == pytest.approx(expected / 2, rel=1e-5)
+    fake[16:] = x0[16:] + 0.1 * torch.randn(8, 16)  # the heavy clip: better than its LQ
+    fake[:16] = x0[:16] + 0.2 * torch.randn(16, 16)  # the mild clip: worse than its LQ
+    _, metrics = stage.loss(batch)
+    worse = float(((fake[:16] - x0[:16]) ** 2).mean())
+    reference = float(((lq[:16] - x0[:16]) ** 2).mean())
+    assert float(metrics["g/excess_mse"]) == pytest.approx(
+        (worse - reference) / (reference + 0.001) / 2, rel=1e-4)

@@ -176,6 +176,10 @@ class FidelityConfig:
     # degraded clips; a floor of 4e-4 (40 dB) let a few flat crops drive each step, and a CPU
     # probe learnt nothing in 300 steps where 1e-2 gained 0.1 dB at x2.
     relative_mse_floor: float = 1e-2
+    # per clip, max(0, MSE - the LQ latent's MSE) / (the LQ latent's MSE + floor): a penalty for
+    # being worse than the bicubic input, which weighs near-lossless clips most
+    excess_mse_weight: float = 0.0
+    excess_mse_floor: float = 1e-5  # a 56 dB clip's latent MSE
     condition_noise: float = 0.0
 
 
@@ -323,12 +327,15 @@ def _validate(cfg: TrainConfig) -> None:
            f"must be below distill.teacher_steps {dist.teacher_steps}")
     _check(dist.round_steps >= 1, "distill.round_steps", "must be >= 1")
     fid = cfg.fidelity
-    weights = (fid.l1_weight, fid.mse_weight, fid.log_mse_weight, fid.relative_mse_weight)
+    weights = (fid.l1_weight, fid.mse_weight, fid.log_mse_weight, fid.relative_mse_weight,
+               fid.excess_mse_weight)
     _check(min(weights) >= 0, "fidelity.l1_weight", f"weights must be >= 0, got {weights}")
     _check(sum(weights) > 0, "fidelity.mse_weight", "fidelity.l1_weight, mse_weight, "
-           "log_mse_weight and relative_mse_weight are all 0: nothing to train on")
-    _check(fid.relative_mse_floor > 0, "fidelity.relative_mse_floor",
-           f"must be > 0, got {fid.relative_mse_floor}")
+           "log_mse_weight, relative_mse_weight and excess_mse_weight are all 0: nothing to "
+           "train on")
+    for floor in ("relative_mse_floor", "excess_mse_floor"):
+        _check(getattr(fid, floor) > 0, f"fidelity.{floor}",
+               f"must be > 0, got {getattr(fid, floor)}")
     adv = cfg.adversarial
     _check(adv.sigma > 0, "adversarial.sigma", f"must be > 0, got {adv.sigma}")
     _check(adv.shift_image > 0 and adv.shift_video > 0, "adversarial.shift_video", "must be > 0")

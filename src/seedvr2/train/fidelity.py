@@ -47,11 +47,14 @@ class FidelityStage(DiTStage):
         terms = {name: clip_mean(loss, fake, batch.x0, batch.shapes) for name, loss in
                  (("l1", losses.l1_loss), ("mse", losses.mse_loss),
                   ("log_mse", losses.log_mse_loss))}
-        terms["relative_mse"] = clip_mean(
-            partial(losses.relative_mse_loss, floor=fid.relative_mse_floor),
-            fake, batch.x0, batch.shapes, batch.lq)
+        for name, loss, floor in (("relative_mse", losses.relative_mse_loss,
+                                   fid.relative_mse_floor),
+                                  ("excess_mse", losses.excess_mse_loss, fid.excess_mse_floor)):
+            terms[name] = clip_mean(partial(loss, floor=floor), fake, batch.x0, batch.shapes,
+                                    batch.lq)  # against the LQ latent: the pass-through output
         weights = {"l1": fid.l1_weight, "mse": fid.mse_weight, "log_mse": fid.log_mse_weight,
-                   "relative_mse": fid.relative_mse_weight}
+                   "relative_mse": fid.relative_mse_weight,
+                   "excess_mse": fid.excess_mse_weight}
         total, logged = losses.weighted_sum(terms, weights)
         return total, {"g/loss": total, **{f"g/{k}": v for k, v in logged.items()}}
 

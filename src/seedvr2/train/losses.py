@@ -185,6 +185,19 @@ def relative_mse_loss(
     return mse_loss(prediction, target) * weight.detach()
 
 
+def excess_mse_loss(
+    prediction: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, floor: float
+) -> torch.Tensor:
+    """``max(0, mean (x̂ - x)² - mean (r - x)²) / (mean (r - x)² + floor)``: how much worse than
+    its reference (the LQ latent, the bicubic up-scale) one clip is, relative to the reference's
+    own error. Zero, with no gradient, where the clip is at least as good as the reference, so it
+    does not hold back a clip already improved; large for a near-lossless clip made worse (a
+    soft source sharpened), an error the relative MSE's floor lets pass."""
+    reference_error = mse_loss(reference, target).detach()
+    excess = torch.relu(mse_loss(prediction, target) - reference_error)
+    return excess / (reference_error + floor)
+
+
 def diffusion_mse(velocity: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Flow-matching loss ``mean ‖F(x_t, c, t) - v‖²`` with ``v = z - x_0`` (lerp schedule,
     spec §1a) or the distillation target ``v*`` (spec §1b)."""

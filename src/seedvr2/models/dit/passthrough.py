@@ -2,7 +2,8 @@
 
 A restoration model that starts as the identity of its (bicubic up-scaled) input can only be
 trained *away* from bicubic where the loss says it is better (``model.init: passthrough``, used
-by ``configs/train/small_fidelity.yaml`` and the experiment ``small_passthrough.yaml``).
+by ``configs/train/small_relative.yaml``, the start of the bundled model, and earlier
+experiments).
 
 The model predicts the velocity ``v = x_T - x_0``, so ``x_0 = cond`` needs ``v = x_t - cond``:
 

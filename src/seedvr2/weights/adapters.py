@@ -5,8 +5,8 @@ An adapter folder is what PEFT's ``save_pretrained`` writes: ``adapter_config.js
 Ours also records, in the safetensors metadata, the SHA-256 of the DiT file it was trained on
 (``seedvr2.base_sha256``), so an adapter is refused on any other base, and the SHA-256 of the
 config written with it (``seedvr2.config_sha256``), so weights and a config of two different
-exports (an export stopped between its two files) are refused instead of mixed. PEFT is an optional
-dependency (``pip install "seedvr2[lora]"``), imported only when an adapter is used.
+exports (an export stopped between its two files) are refused instead of mixed. PEFT is an
+optional dependency (``pip install "seedvr2[lora]"``), imported only when an adapter is used.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def save_adapter(
     """Write an adapter folder in PEFT's format, tagged with its base DiT's SHA-256.
 
     Each of the two files is written atomically, the weights tagged with the config's SHA-256
-    (:func:`read_adapter` refuses a pair from two exports). An existing folder holding files is refused
-    unless ``overwrite``; then only the adapter's two files are replaced, nothing else in it.
+    (:func:`read_adapter` refuses a pair from two exports). An existing folder holding files is
+    refused unless ``overwrite``; then only the adapter's two files are replaced, nothing else.
 
     Raises:
         OutputError: see :func:`check_adapter_folder`; the folder cannot be written.

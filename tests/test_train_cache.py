@@ -60,6 +60,10 @@ def test_a_cache_is_used_only_by_runs_of_its_data_and_never_overwritten(tmp_path
     sharp = {**cfg["model"], "dit": {**cfg["model"]["dit"], "condition_resize": "bicubic"}}
     with pytest.raises(ConfigError, match="other condition_resize"):
         run(write_config(tmp_path / "sharp.yaml", {**cfg, "model": sharp}))
+    (cache / "00000002.safetensors").unlink()  # as if cache_latents had stopped early
+    with pytest.raises(ConfigError, match="holds 2 of the 3 latents"):
+        run(config)
+    cache_latents(config, count=3)  # the same call completes it
     no_roots = {**cfg["data"]}
     del no_roots["roots"]  # a run that names no data trains on the cache as it is
     assert run(write_config(tmp_path / "bare.yaml", {**cfg, "data": no_roots})).is_file()

@@ -9,8 +9,8 @@ batch may differ in size (the DiT takes packed clips). A cached LQ freezes one d
 cache more samples than there are HQ clips to keep several draws per clip (spec §7).
 
 Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
-draw). A run refuses a cache whose codec or condition differs from its own, or whose data
-differs from the data the run names; :func:`cache_latents` refuses to write into a folder that
+draw). A run refuses a cache whose codec or condition differs from its own, whose data
+differs from the data the run names, or that holds fewer latents than it was written for; :func:`cache_latents` refuses to write into a folder that
 holds other latents, so one folder never mixes two draws.
 
 Dimension key: ``c`` latent channels, ``t h w`` latent grid.
@@ -106,7 +106,12 @@ def open_cache(cfg: TrainConfig, condition_resize: str) -> LatentCacheDataset:
             f"data.cache: the latents in {folder} were made with other {', '.join(differing)} "
             f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}); "
             "point data.cache at a cache of this run's data, or write one with cache_latents")
-    return LatentCacheDataset(folder, cfg.seed)
+    dataset = LatentCacheDataset(folder, cfg.seed)
+    if len(dataset.files) != stored["count"]:
+        raise ConfigError(f"data.cache: {folder} holds {len(dataset.files)} of the "
+                          f"{stored['count']} latents cache_latents was asked for (it stopped "
+                          "early?); run the same cache_latents call again to complete it")
+    return dataset
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

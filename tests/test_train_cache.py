@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 from seedvr2.errors import ConfigError
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
+from seedvr2.train.config import load_config
 from seedvr2.train.data import SampleKey
-from seedvr2.train.latent_cache import LatentCacheDataset, cache_latents
+from seedvr2.train.latent_cache import LatentCacheDataset, cache_latents, open_cache
 from train_support import make_media, tiny_config, write_config
 
 
@@ -84,3 +85,39 @@ def test_latents_without_a_manifest_are_refused_and_kept(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="no cache.json"):
         run(config)
     assert stray.read_bytes() == before and sorted(cache.iterdir()) == [stray]
+
+
+def test_extra_caches_mix_in_other_data_of_the_same_codec(tmp_path: Path) -> None:
+    media = make_media(tmp_path / "media")
+    own, soft, coarse = tmp_path / "own", tmp_path / "soft", tmp_path / "coarse"
+    cfg = tiny_config(media, tmp_path / "out", "fidelity", data={"cache": str(own)})
+    cache_latents(write_config(tmp_path / "own.yaml", cfg), count=3)
+    clean = {**cfg["data"], "cache": str(soft), "degradation": [{"clean": "bicubic", "scale": 2}]}
+    cache_latents(write_config(tmp_path / "soft.yaml", {**cfg, "data": clean}), count=4)
+    mixed = write_config(tmp_path / "mixed.yaml",
+                         {**cfg, "data": {**cfg["data"], "extra_caches": [str(soft)]}})
+
+    dataset = open_cache(load_config(mixed), "bicubic_antialias")  # other data: accepted
+    assert len(dataset.files) == 7
+    stored = {f.parent.name: [] for f in dataset.files}
+    for f in dataset.files:
+        stored[f.parent.name].append(load_file(str(f))["lq"])
+    drawn = {name for i in range(40)
+             for sample in [dataset[SampleKey(i, 0, i, frames=1, height=32, width=32)]]
+             for name, lqs in stored.items() if any(torch.equal(sample["lq"], x) for x in lqs)}
+    assert drawn == {"own", "soft"}  # both caches are drawn from
+    assert run(mixed).is_file()
+
+    other_codec = {**cfg, "latent": {"kind": "pixel_unshuffle", "factor": 2},
+                   "data": {**cfg["data"], "cache": str(coarse)}}
+    cache_latents(write_config(tmp_path / "coarse.yaml", other_codec), count=2)
+    with pytest.raises(ConfigError, match="data.extra_caches: the latents in .* other latent"):
+        run(write_config(tmp_path / "bad.yaml", {**cfg, "output_dir": str(tmp_path / "bad"),
+                         "data": {**cfg["data"], "extra_caches": [str(coarse)]}}))
+    with pytest.raises(ConfigError, match="names a folder twice"):
+        load_config(write_config(tmp_path / "twice.yaml",
+                                 {**cfg, "data": {**cfg["data"], "extra_caches": [str(own)]}}))
+    alone = {k: v for k, v in cfg["data"].items() if k != "cache"}
+    with pytest.raises(ConfigError, match="set data.cache too"):
+        load_config(write_config(tmp_path / "alone.yaml",
+                                 {**cfg, "data": {**alone, "extra_caches": [str(soft)]}}))

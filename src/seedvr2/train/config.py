@@ -111,6 +111,9 @@ class DataConfig:
     degradation: str | tuple[str | dict[str, Any], ...] | None = None
     workers: int = 0  # DataLoader worker processes per rank
     cache: str | None = None  # folder of precomputed latents (see ``latent_cache``)
+    # Further caches drawn from with ``cache`` (every file alike, so each weighs by its count),
+    # each written by another config; its cache.json, not this config's data, says what it holds.
+    extra_caches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,11 @@ def _validate(cfg: TrainConfig) -> None:
            "data.paired", f"the {cfg.stage} stage trains without LQ; use data.roots")
     _check(cfg.stage != "vae" or data.cache is None, "data.cache",
            "the vae stage trains on pixels; remove data.cache")
+    _check(not data.extra_caches or data.cache is not None, "data.extra_caches",
+           "set data.cache too (the run's own cache; extra caches are drawn from with it)")
+    caches = [Path(c).resolve() for c in (data.cache, *data.extra_caches) if c is not None]
+    _check(len(set(caches)) == len(caches), "data.extra_caches",
+           "names a folder twice, or data.cache again")
     _check(data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {data.batch_size}")
     _check(data.scale >= 1, "data.scale", f"must be >= 1, got {data.scale}")
     _check(data.workers >= 0, "data.workers", f"must be >= 0, got {data.workers}")

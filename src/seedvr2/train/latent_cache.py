@@ -10,8 +10,11 @@ cache more samples than there are HQ clips to keep several draws per clip (spec 
 
 Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
 draw). A run refuses a cache whose codec or condition differs from its own, whose data
-differs from the data the run names, or that holds fewer latents than it was written for; :func:`cache_latents` refuses to write into a folder that
-holds other latents, so one folder never mixes two draws.
+differs from the data the run names, or that holds fewer latents than it was written for;
+:func:`cache_latents` refuses to write into a folder that holds other latents, so one folder
+never mixes two draws. ``data.extra_caches`` mixes caches of other data into a run (for
+example soft sources with clean degradations only): each must match the run's codec and
+condition, and its own ``cache.json`` says what it holds.
 
 Dimension key: ``c`` latent channels, ``t h w`` latent grid.
 """
@@ -56,12 +59,14 @@ class LatentItems:
 
 
 class LatentCacheDataset(Dataset):
-    """Cached clips by :class:`SampleKey` (a keyed draw among clips of the planned length)."""
+    """Cached clips of one or more folders by :class:`SampleKey` (a keyed draw among all their
+    clips of the planned length: each folder weighs by its number of files)."""
 
-    def __init__(self, folder: str | Path, seed: int) -> None:
-        self.files = sorted(Path(folder).glob("*.safetensors"))
+    def __init__(self, folders: str | Path | list[str | Path], seed: int) -> None:
+        folders = folders if isinstance(folders, list) else [folders]
+        self.files = [f for folder in folders for f in sorted(Path(folder).glob("*.safetensors"))]
         if not self.files:
-            raise ConfigError(f"data.cache: no *.safetensors latents in {folder}")
+            raise ConfigError(f"data.cache: no *.safetensors latents in {[str(f) for f in folders]}")
         self.seed = seed
         self.meta = [json.loads(_metadata(p)["sample"]) for p in self.files]
         self.by_frames: dict[int, list[int]] = {}
@@ -90,28 +95,35 @@ def cache_source(cfg: TrainConfig, condition_resize: str) -> dict[str, Any]:
 
 
 def open_cache(cfg: TrainConfig, condition_resize: str) -> LatentCacheDataset:
-    """``data.cache`` for a run, after checking that its latents are the ones the run means."""
-    folder = Path(str(cfg.data.cache))
-    stored = _read_manifest(folder)
-    if stored is None:
-        raise ConfigError(f"data.cache: {folder} has no {MANIFEST}, so what its latents were "
-                          "drawn from is unknown; write the cache with seedvr2.train."
-                          "cache_latents (a new folder)")
+    """``data.cache`` and ``data.extra_caches`` for a run, after checking that their latents are
+    the ones the run means (the extra caches' data is their own: only codec and condition)."""
+    folders = [Path(str(cfg.data.cache)), *map(Path, cfg.data.extra_caches)]
     wanted = cache_source(cfg, condition_resize)
     names_data = bool(cfg.data.roots or cfg.data.paired or cfg.data.manifest)
-    checked = ["latent", "condition_resize"] + (["data"] if names_data else [])
+    for index, folder in enumerate(folders):
+        checked = ["latent", "condition_resize"] + (["data"] if names_data and index == 0 else [])
+        _check_cache(folder, "data.cache" if index == 0 else "data.extra_caches", wanted, checked)
+    return LatentCacheDataset(folders, cfg.seed)
+
+
+def _check_cache(folder: Path, key: str, wanted: dict[str, Any], checked: list[str]) -> None:
+    """Refuse a cache without a manifest, of another source (``checked`` fields) or partial."""
+    stored = _read_manifest(folder)
+    if stored is None:
+        raise ConfigError(f"{key}: {folder} has no {MANIFEST}, so what its latents were "
+                          "drawn from is unknown; write the cache with seedvr2.train."
+                          "cache_latents (a new folder)")
     differing = [name for name in checked if stored["source"][name] != wanted[name]]
     if differing:
         raise ConfigError(
-            f"data.cache: the latents in {folder} were made with other {', '.join(differing)} "
+            f"{key}: the latents in {folder} were made with other {', '.join(differing)} "
             f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}); "
-            "point data.cache at a cache of this run's data, or write one with cache_latents")
-    dataset = LatentCacheDataset(folder, cfg.seed)
-    if len(dataset.files) != stored["count"]:
-        raise ConfigError(f"data.cache: {folder} holds {len(dataset.files)} of the "
-                          f"{stored['count']} latents cache_latents was asked for (it stopped "
-                          "early?); run the same cache_latents call again to complete it")
-    return dataset
+            "point it at a cache of this run's data, or write one with cache_latents")
+    found = len(list(folder.glob("*.safetensors")))
+    if found != stored["count"]:
+        raise ConfigError(f"{key}: {folder} holds {found} of the {stored['count']} latents "
+                          "cache_latents was asked for (it stopped early?); run the same "
+                          "cache_latents call again to complete it")
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -11,9 +11,10 @@ run=$1; shift
 G=configs/degradations
 for step in "$@"; do
   model=runs/select/$(basename "$run")${NETWORK:+-$NETWORK}-$step
+  remove_outputs "$model" dit.safetensors vae.safetensors pos_emb.safetensors
   mkdir -p "$model"
   seedvr2 export "$run/checkpoints/step_$(printf %08d "$step").pt" "$model/dit.safetensors" \
-    ${NETWORK:+--network "$NETWORK"} --overwrite >/dev/null
+    ${NETWORK:+--network "$NETWORK"} >/dev/null
   cp runs/small-s2d/vae.safetensors runs/small-text/pos_emb.safetensors "$model/"
   models+=(--model "$model")
 done

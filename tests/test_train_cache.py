@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from model_fixtures import write_tiny_model
 from seedvr2.errors import ConfigError
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
@@ -121,3 +123,35 @@ def test_extra_caches_mix_in_other_data_of_the_same_codec(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="set data.cache too"):
         load_config(write_config(tmp_path / "alone.yaml",
                                  {**cfg, "data": {**alone, "extra_caches": [str(soft)]}}))
+
+
+def test_a_cache_notices_a_vae_file_or_manifest_changed_at_the_same_path(tmp_path: Path) -> None:
+    media = make_media(tmp_path / "media")
+    vae = write_tiny_model(tmp_path / "model") / "vae.safetensors"
+    manifest = tmp_path / "items.txt"
+    manifest.write_text(f"{sorted(media.iterdir())[0]}\n")
+    cache = tmp_path / "latents"
+    config = write_config(tmp_path / "run.yaml", tiny_config(
+        media, tmp_path / "out", "fidelity", data={"cache": str(cache), "manifest": str(manifest)},
+        latent={"kind": "vae", "vae": None, "vae_checkpoint": str(vae)}))
+    cache_latents(config, count=2)
+    open_cache(load_config(config), "bicubic_antialias")
+    written = {p.name: p.read_bytes() for p in cache.iterdir()}
+
+    original = vae.read_bytes()
+    state = load_file(str(vae))
+    with safe_open(str(vae), "pt") as handle:
+        metadata = handle.metadata()
+    first = sorted(state)[0]
+    save_file({**state, first: state[first] + 0.01}, str(vae), metadata=metadata)  # retrained
+    with pytest.raises(ConfigError, match="other latent"):
+        open_cache(load_config(config), "bicubic_antialias")
+    with pytest.raises(ConfigError, match="another config or count"):
+        cache_latents(config, count=2)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == written
+
+    vae.write_bytes(original)  # the same weights again: the cache is valid again
+    open_cache(load_config(config), "bicubic_antialias")
+    manifest.write_text(f"{sorted(media.iterdir())[-1]}\n")  # another item at the same path
+    with pytest.raises(ConfigError, match="other data"):
+        open_cache(load_config(config), "bicubic_antialias")

@@ -9,7 +9,7 @@ batch may differ in size (the DiT takes packed clips). A cached LQ freezes one d
 cache more samples than there are HQ clips to keep several draws per clip (spec §7).
 
 Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
-draw). A run refuses a cache whose codec or condition differs from its own, whose data
+draw, and the SHA-256 of the VAE weights and data manifest files). A run refuses a cache whose codec or condition differs from its own, whose data
 differs from the data the run names, or that holds fewer latents than it was written for;
 :func:`cache_latents` refuses to write into a folder that holds other latents, so one folder
 never mixes two draws. ``data.extra_caches`` mixes caches of other data into a run (for
@@ -32,13 +32,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
+from seedvr2.digests import file_sha256
 from seedvr2.errors import ConfigError
 
 from . import rng
 from .config import TrainConfig, load_config
 from .data import SampleKey, build_clip_dataset, crop_multiple, plan_shape
 from .latents import build_codec
-from .networks import starting_dit
+from .networks import resolve_checkpoint, starting_dit, weights_file
 from .optim import autocast
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,28 @@ class LatentCacheDataset(Dataset):
 
 
 def cache_source(cfg: TrainConfig, condition_resize: str) -> dict[str, Any]:
-    """What a run's cached latents depend on: the codec, the DiT's condition up-scale, the data."""
+    """What a run's cached latents depend on: the codec, the DiT's condition up-scale, the data,
+    and the contents of the files they name (the VAE weights, the data manifest), so that a
+    file replaced at the same path is noticed."""
     plain = cfg.to_dict()
-    return {"latent": plain["latent"], "condition_resize": condition_resize,
-            "data": {name: plain["data"][name] for name in DRAWN}}
+    data = {name: plain["data"][name] for name in DRAWN}
+    if cfg.data.manifest is not None:
+        data["manifest_sha256"] = _digest(Path(cfg.data.manifest))
+    return {"latent": {**plain["latent"], "sha256": _codec_digest(cfg)},
+            "condition_resize": condition_resize, "data": data}
+
+
+def _codec_digest(cfg: TrainConfig) -> str | None:
+    """SHA-256 of the weights file the codec loads (None: no file)."""
+    spec = cfg.latent.vae_checkpoint
+    if cfg.latent.kind != "vae" or spec is None:
+        return None
+    what = "latent.vae_checkpoint"
+    return _digest(weights_file(spec, "vae", what) or resolve_checkpoint(spec, what))
+
+
+def _digest(path: Path) -> str | None:
+    return file_sha256(path) if path.is_file() else None
 
 
 def open_cache(cfg: TrainConfig, condition_resize: str) -> LatentCacheDataset:
@@ -117,8 +136,9 @@ def _check_cache(folder: Path, key: str, wanted: dict[str, Any], checked: list[s
     if differing:
         raise ConfigError(
             f"{key}: the latents in {folder} were made with other {', '.join(differing)} "
-            f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}); "
-            "point it at a cache of this run's data, or write one with cache_latents")
+            f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}; a "
+            "weights or manifest file with other contents at the same path counts); point it "
+            "at a cache of this run's data, or write one with cache_latents")
     found = len(list(folder.glob("*.safetensors")))
     if found != stored["count"]:
         raise ConfigError(f"{key}: {folder} holds {found} of the {stored['count']} latents "

@@ -31,7 +31,7 @@ def test_cached_latents_train_the_adversarial_stage(tmp_path: Path) -> None:
     assert len(files) == 6
     first = load_file(str(files[0]))
     assert first["x0"].shape == first["lq"].shape and first["x0"].shape[0] == 48
-    dataset = LatentCacheDataset(cache, seed=0)
+    dataset = LatentCacheDataset([cache], seed=0)
     video = dataset[SampleKey(0, 0, 0, frames=5, height=32, width=32)]
     assert video["key"].frames == 5 and video["x0"].shape[1] == 5  # the planned clip length
     last = run(config)

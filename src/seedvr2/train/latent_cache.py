@@ -9,12 +9,12 @@ batch may differ in size (the DiT takes packed clips). A cached LQ freezes one d
 cache more samples than there are HQ clips to keep several draws per clip (spec §7).
 
 Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
-draw, and the SHA-256 of the VAE weights and data manifest files). A run refuses a cache whose codec or condition differs from its own, whose data
-differs from the data the run names, or that holds fewer latents than it was written for;
-:func:`cache_latents` refuses to write into a folder that holds other latents, so one folder
-never mixes two draws. ``data.extra_caches`` mixes caches of other data into a run (for
-example soft sources with clean degradations only): each must match the run's codec and
-condition, and its own ``cache.json`` says what it holds.
+draw, and the SHA-256 of the VAE weights and data manifest files). A run refuses a cache whose
+codec or condition differs from its own, whose data differs from the data the run names, or
+that holds fewer latents than it was written for; :func:`cache_latents` refuses to write into
+a folder that holds other latents, so one folder never mixes two draws. ``data.extra_caches``
+mixes caches of other data into a run (for example soft sources with clean degradations only):
+each must match the run's codec and condition, and its own ``cache.json`` says what it holds.
 
 Dimension key: ``c`` latent channels, ``t h w`` latent grid.
 """
@@ -63,8 +63,7 @@ class LatentCacheDataset(Dataset):
     """Cached clips of one or more folders by :class:`SampleKey` (a keyed draw among all their
     clips of the planned length: each folder weighs by its number of files)."""
 
-    def __init__(self, folders: str | Path | list[str | Path], seed: int) -> None:
-        folders = folders if isinstance(folders, list) else [folders]
+    def __init__(self, folders: list[Path], seed: int) -> None:
         self.files = [f for folder in folders for f in sorted(Path(folder).glob("*.safetensors"))]
         if not self.files:
             raise ConfigError(f"data.cache: no *.safetensors latents in {[str(f) for f in folders]}")

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from model_fixtures import write_tiny_model
-from seedvr2.errors import ConfigError
+from seedvr2.errors import ConfigError, InputError
 from seedvr2.train import run
 from seedvr2.train.checkpoint import load_checkpoint
 from seedvr2.train.config import load_config
@@ -155,3 +155,32 @@ def test_a_cache_notices_a_vae_file_or_manifest_changed_at_the_same_path(tmp_pat
     manifest.write_text(f"{sorted(media.iterdir())[-1]}\n")  # another item at the same path
     with pytest.raises(ConfigError, match="other data"):
         open_cache(load_config(config), "bicubic_antialias")
+
+
+def test_a_cache_notices_media_added_to_or_removed_from_its_data_folder(tmp_path: Path) -> None:
+    media = make_media(tmp_path / "media")
+    cache = tmp_path / "latents"
+    config = write_config(tmp_path / "run.yaml", tiny_config(
+        media, tmp_path / "out", "fidelity", data={"cache": str(cache)}))
+    cache_latents(config, count=2)
+    written = {p.name: p.read_bytes() for p in cache.iterdir()}
+    open_cache(load_config(config), "bicubic_antialias")
+
+    added = media / "more" / "d.png"  # new footage under the same folder name
+    added.parent.mkdir()
+    added.write_bytes((media / "c.png").read_bytes())
+    with pytest.raises(ConfigError, match="other data .* removed from or resized .* data.files_sha256 differ"):
+        open_cache(load_config(config), "bicubic_antialias")
+    with pytest.raises(ConfigError, match="another config or count"):
+        cache_latents(config, count=2)  # nor is it written into
+    added.unlink()
+    open_cache(load_config(config), "bicubic_antialias")  # the same files again: valid
+
+    (media / "b.mp4").unlink()
+    with pytest.raises(ConfigError, match="other data"):
+        open_cache(load_config(config), "bicubic_antialias")
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == written
+    moved = write_config(tmp_path / "moved.yaml", tiny_config(
+        tmp_path / "gone", tmp_path / "out", "fidelity", data={"cache": str(cache)}))
+    with pytest.raises(InputError, match="gone is not a folder .* leave data.roots"):
+        open_cache(load_config(moved), "bicubic_antialias")

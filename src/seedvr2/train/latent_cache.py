@@ -9,9 +9,10 @@ batch may differ in size (the DiT takes packed clips). A cached LQ freezes one d
 cache more samples than there are HQ clips to keep several draws per clip (spec §7).
 
 Each folder holds ``cache.json``, the source of its latents (codec, condition up-scale, data,
-draw, and the SHA-256 of the VAE weights and data manifest files). A run refuses a cache whose
-codec or condition differs from its own, whose data differs from the data the run names, or
-that holds fewer latents than it was written for; :func:`cache_latents` refuses to write into
+draw, the SHA-256 of the VAE weights and data manifest files, and a digest of the data's file
+listing). A run refuses a cache whose codec or condition differs from its own, whose data
+differs from the data the run names (files added or removed count), or that holds fewer
+latents than it was written for; :func:`cache_latents` refuses to write into
 a folder that holds other latents, so one folder never mixes two draws. ``data.extra_caches``
 mixes caches of other data into a run (for example soft sources with clean degradations only):
 each must match the run's codec and condition, and its own ``cache.json`` says what it holds.
@@ -39,6 +40,7 @@ from . import rng
 from .config import TrainConfig, load_config
 from .data import SampleKey, build_clip_dataset, crop_multiple, plan_shape
 from .latents import build_codec
+from .sources import listing_sha256
 from .networks import resolve_checkpoint, starting_dit, weights_file
 from .optim import autocast
 
@@ -89,12 +91,14 @@ class LatentCacheDataset(Dataset):
 
 def cache_source(cfg: TrainConfig, condition_resize: str) -> dict[str, Any]:
     """What a run's cached latents depend on: the codec, the DiT's condition up-scale, the data,
-    and the contents of the files they name (the VAE weights, the data manifest), so that a
-    file replaced at the same path is noticed."""
+    the contents of the files they name (the VAE weights, the data manifest) and the listing of
+    the data's files (:func:`listing_sha256`), so that a file replaced at the same path, or
+    media added to or removed from a data folder, is noticed."""
     plain = cfg.to_dict()
     data = {name: plain["data"][name] for name in DRAWN}
     if cfg.data.manifest is not None:
         data["manifest_sha256"] = _digest(Path(cfg.data.manifest))
+    data["files_sha256"] = listing_sha256((*cfg.data.roots, *cfg.data.paired), cfg.data.manifest)
     return {"latent": {**plain["latent"], "sha256": _codec_digest(cfg)},
             "condition_resize": condition_resize, "data": data}
 
@@ -136,13 +140,28 @@ def _check_cache(folder: Path, key: str, wanted: dict[str, Any], checked: list[s
         raise ConfigError(
             f"{key}: the latents in {folder} were made with other {', '.join(differing)} "
             f"than this run's ({json.dumps({k: stored['source'][k] for k in differing})}; a "
-            "weights or manifest file with other contents at the same path counts); point it "
-            "at a cache of this run's data, or write one with cache_latents")
+            "weights or manifest file with other contents at the same path counts, and so do "
+            "files added to, removed from or resized in the data folders: "
+            f"{_differing_keys(stored['source'], wanted, differing)} differ); point it at a "
+            "cache of this run's data, or write one with cache_latents")
     found = len(list(folder.glob("*.safetensors")))
     if found != stored["count"]:
         raise ConfigError(f"{key}: {folder} holds {found} of the {stored['count']} latents "
                           "cache_latents was asked for (it stopped early?); run the same "
                           "cache_latents call again to complete it")
+
+
+def _differing_keys(stored: dict[str, Any], wanted: dict[str, Any], fields: list[str]) -> str:
+    """The keys (of ``fields`` that are sections: their sub-keys) whose values differ; a key
+    only one side has counts."""
+    keys = []
+    for field in fields:
+        old, new = stored[field], wanted[field]
+        if not (isinstance(old, dict) and isinstance(new, dict)):
+            keys.append(field)
+            continue
+        keys += [f"{field}.{k}" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return ", ".join(keys)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ frames out of a long 720p video cost a few frames of decoding, not the whole fil
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -61,6 +62,28 @@ def scan_folder(root: str | Path) -> list[Path]:
         raise InputError(f"data root {root} is not a folder")
     suffixes = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def listing_sha256(folders: tuple[str, ...], manifest: str | None) -> str:
+    """SHA-256 of what the training data names: every file under ``folders`` (path relative to
+    its folder, byte size) and every file the manifest lists (its path as written, byte size).
+
+    Files added, removed, renamed or resized change it; one rewritten in place at the same size
+    does not (hashing every video at each run start would cost minutes on a large set).
+    """
+    digest = hashlib.sha256()
+    for index, folder in enumerate(folders):
+        root = Path(folder)
+        if not root.is_dir():
+            raise InputError(f"data folder {root} is not a folder (to train from a latent cache "
+                             "alone, leave data.roots and data.paired out)")
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(f"{index}\t{path.relative_to(root).as_posix()}\t"
+                          f"{path.stat().st_size}\n".encode())
+    for item in read_manifest(manifest) if manifest is not None else ():
+        size = item.path.stat().st_size if item.path.is_file() else -1
+        digest.update(f"manifest\t{item.path.as_posix()}\t{size}\n".encode())
+    return digest.hexdigest()
 
 
 def read_manifest(path: str | Path) -> list[ManifestItem]:

@@ -40,9 +40,9 @@ from . import rng
 from .config import TrainConfig, load_config
 from .data import SampleKey, build_clip_dataset, crop_multiple, plan_shape
 from .latents import build_codec
-from .sources import listing_sha256
 from .networks import resolve_checkpoint, starting_dit, weights_file
 from .optim import autocast
+from .sources import listing_sha256
 
 log = logging.getLogger(__name__)
 

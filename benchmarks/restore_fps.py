@@ -70,14 +70,19 @@ def synthetic_clip(frames: int, height: int, width: int) -> np.ndarray:
 
 
 def clip_flops(restorer: Restorer, frames: int, out_h: int, out_w: int) -> float:
-    """Analytic FLOPs of encoding, one DiT pass and decoding one batch of ``frames`` frames."""
-    padded = frames + (-(frames - 1)) % 4
+    """Analytic FLOPs of encoding, one DiT pass and decoding one batch of ``frames`` frames, with
+    the VAE's own compression; an exact space-to-depth VAE runs as a pixel (un)shuffle: no
+    FLOPs (its convolutions are skipped)."""
     dit, vae = restorer.model.dit, restorer.model.vae
-    latent = (1 + (padded - 1) // 4, out_h // 8, out_w // 8)
+    step, down = vae.config.temporal_factor, vae.config.spatial_factor
+    padded = frames + (-(frames - 1)) % step
+    latent = (1 + (padded - 1) // step, out_h // down, out_w // down)
     text = restorer.model.text.shape[0]
-    return (vae_encode_flops(vae.config, (padded, out_h, out_w))
-            + dit_forward_flops(dit.config, latent, text)
-            + vae_decode_flops(vae.config, latent)).total
+    dit_flops = dit_forward_flops(dit.config, latent, text).total
+    if vae.space_to_depth_stages is not None:
+        return dit_flops
+    return (vae_encode_flops(vae.config, (padded, out_h, out_w)).total + dit_flops
+            + vae_decode_flops(vae.config, latent).total)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model selection for seedvr2-small on runs/val only (procedural images, seed 1, and the
 # scikit-image photos coffee and rocket; never trained on, never the evaluation clips), and on
-# runs/val-smooth (the same images blurred: soft sources, where bicubic is near lossless).
+# runs/val-smooth (the same images blurred: soft sources, where bicubic is near lossless), as
+# clean down-scales (smooth) and through the mild config (smooth-mild: soft and compressed).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
 # generator instead of its EMA.
@@ -19,12 +20,13 @@ for step in "$@"; do
   models+=(--model "$model")
 done
 for scale in 2 4; do
-  for regime in clean mild heavy smooth; do
+  for regime in clean mild heavy smooth smooth-mild; do
     data=runs/val
     case $regime in
       clean) deg=() ;; mild) deg=(--degradation $G/mild_video.yaml) ;;
       heavy) deg=(--degradation $G/realesrgan_video.yaml) ;;
       smooth) deg=(); data=runs/val-smooth ;;  # soft sources: bicubic is near lossless
+      smooth-mild) deg=(--degradation $G/mild_video.yaml); data=runs/val-smooth ;;
     esac
     out=runs/select/val-$regime-x$scale
     remove_outputs "$out" "${EVAL_OUTPUTS[@]}"

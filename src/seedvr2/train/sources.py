@@ -65,11 +65,13 @@ def scan_folder(root: str | Path) -> list[Path]:
 
 
 def listing_sha256(folders: tuple[str, ...], manifest: str | None) -> str:
-    """SHA-256 of what the training data names: every file under ``folders`` (path relative to
-    its folder, byte size) and every file the manifest lists (its path as written, byte size).
+    """SHA-256 of what the training data names: every video and image under ``folders`` (as
+    :func:`scan_folder` finds them; path relative to its folder, byte size) and every file the
+    manifest lists (its path as written, byte size).
 
-    Files added, removed, renamed or resized change it; one rewritten in place at the same size
-    does not (hashing every video at each run start would cost minutes on a large set).
+    Media added, removed, renamed or resized change it; a file rewritten in place at the same
+    size does not (hashing every video at each run start would cost minutes on a large set),
+    nor does a file training never reads (a README beside the clips).
     """
     digest = hashlib.sha256()
     for index, folder in enumerate(folders):
@@ -77,7 +79,7 @@ def listing_sha256(folders: tuple[str, ...], manifest: str | None) -> str:
         if not root.is_dir():
             raise InputError(f"data folder {root} is not a folder (to train from a latent cache "
                              "alone, leave data.roots and data.paired out)")
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        for path in scan_folder(root):
             digest.update(f"{index}\t{path.relative_to(root).as_posix()}\t"
                           f"{path.stat().st_size}\n".encode())
     for item in read_manifest(manifest) if manifest is not None else ():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch.distributed.tensor import DTensor
 
+from seedvr2.pipeline.distributed import exit_rank
 from seedvr2.train.config import load_config
 from seedvr2.train.distributed import init_distributed, shutdown
 from seedvr2.train.loop import Trainer
@@ -42,3 +43,4 @@ if __name__ == "__main__":
             path.write_text(json.dumps(shard_report(trainer.stage.networks)))
     finally:
         shutdown(ctx)
+    exit_rank(0)

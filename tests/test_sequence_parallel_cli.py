@@ -69,6 +69,38 @@ def test_dry_run_shows_the_estimate_per_process_once(tiny_model: Path, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
 
 
+def test_ranks_end_without_the_interpreters_finalization(tiny_model: Path, tmp_path: Path):
+    """gloo's threads may still release tensors as Python finalizes, which aborts the process:
+    the ranks skip finalization (no atexit handler runs) and still flush what they printed."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, os, pathlib\n"
+        f"atexit.register(lambda: pathlib.Path({str(tmp_path)!r}, f'finalized-{{os.getpid()}}')"
+        ".touch())\n"
+    )
+    source = write_video(tmp_path / "in.mkv", pattern(9, 48, 64), codec="ffv1", pix_fmt="yuv444p")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               "2", "-m", "seedvr2", "restore", str(source), "-o", str(tmp_path / "out.mkv"),
+               "--model", str(tiny_model), "--dry-run", "--sequence-parallel", *SETTINGS]
+    env = {**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{ENV['PYTHONPATH']}"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "dry run: 1 job(s)" in done.stdout
+    assert len(list(tmp_path.glob("finalized-*"))) == 1  # torchrun's own process, not the ranks
+
+
+def test_ranks_without_the_flag_are_refused(tiny_model: Path, tmp_path: Path) -> None:
+    source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               "2", "-m", "seedvr2", "restore", str(source), "-o", str(tmp_path / "out.mkv"),
+               "--model", str(tiny_model), *SETTINGS]
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode != 0
+    assert "add --sequence-parallel to split each clip over them" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
 def test_without_torchrun_the_flag_says_how_to_launch(tmp_path: Path, capsys) -> None:
     source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
     with pytest.raises(SystemExit) as exit_code:

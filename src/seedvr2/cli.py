@@ -224,6 +224,7 @@ def _restore(args: argparse.Namespace) -> int:
     if cluster is not None and not args.dry_run:  # the workers resolve their devices
         return _restore_on_cluster(args, settings, selection, options, runtime, cluster)
     with _usage(args.parser):
+        distributed.refuse_unsplit_launch(runtime.sequence_parallel)
         team = distributed.join(runtime.device) if runtime.sequence_parallel else None
         option = "--devices" if runtime.devices else "--device"
         devices = [resolve_device(name, option) for name in runtime.device_names]
@@ -713,6 +714,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _run_command(argv)
+    if "torch" in sys.modules:  # else no process group can have been joined
+        from seedvr2.pipeline.distributed import exit_rank, launched_by_torchrun
+
+        if launched_by_torchrun():
+            exit_rank(code)
+    return code
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"

@@ -15,9 +15,11 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -74,9 +76,9 @@ class Team:
             dist.broadcast_object_list([None], src=0)
 
     def close(self) -> None:
-        """Leave the process group once the run ended well (gloo's threads otherwise abort the
-        process at exit: "terminate called without an active exception"). The barrier first:
-        rank 0's last broadcast may still be on its way when it gets here."""
+        """Leave the process group once the run ended well. The barrier first: rank 0's last
+        broadcast may still be on its way when it gets here. End the process with
+        :func:`exit_rank` (the command line does)."""
         with self.guard():
             dist.barrier()
         dist.destroy_process_group()
@@ -101,13 +103,48 @@ def _peer_failure(error: RuntimeError) -> bool:
                                          "Broken pipe", "NCCL", "timed out", "Timed out"))
 
 
+def launched_by_torchrun() -> bool:
+    """Whether this process is one rank of a ``torchrun`` launch."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def refuse_unsplit_launch(sequence_parallel: bool) -> None:
+    """Raises :class:`InputError` for several torchrun processes without ``--sequence-parallel``:
+    each would restore every input and write the same outputs."""
+    ranks = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+    if ranks > 1 and not sequence_parallel:
+        raise InputError(
+            f"torchrun started {ranks} processes, and each would restore the same inputs into the "
+            "same outputs: add --sequence-parallel to split each clip over them, or run seedvr2 "
+            "without torchrun"
+        )
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End a process that used a process group, skipping the interpreter's finalization.
+
+    gloo's worker thread releases a collective's tensors just after the collective returned;
+    releasing a tensor that Python also holds takes the GIL. If the main thread is finalizing
+    the interpreter by then, Python ends the worker thread inside that C++ destructor and the
+    process aborts ("terminate called without an active exception", SIGABRT): torchrun then
+    reports a run that finished and wrote everything as failed (about one run in 30 on a busy
+    2-core machine). Every output is closed before this is called; logs and the standard
+    streams are flushed here.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def join(device_name: str) -> Team:
     """Join the process group torchrun started (gloo on the CPU, NCCL on CUDA GPUs).
 
     Raises:
         InputError: not started by torchrun, or a device that cannot be split per rank.
     """
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+    if not launched_by_torchrun():
         raise InputError(f"--sequence-parallel runs one clip over several processes: `{TORCHRUN}`")
     device = resolve_device(device_name)
     if device.type == "cuda":

@@ -84,8 +84,8 @@ def init_distributed(run: RunConfig) -> DistContext:
 
 def shutdown(ctx: DistContext, finished: bool = True) -> None:
     """Leave the process group (if this run made one). After a finished run all ranks leave
-    together: a rank that leaves while another still talks to it makes gloo abort that one at
-    exit ("terminate called without an active exception"). After a failure nobody waits."""
+    together; after a failure nobody waits. A rank's process then ends with
+    :func:`seedvr2.pipeline.distributed.exit_rank` (the command line does)."""
     if ctx.distributed and dist.is_initialized():
         if finished:
             dist.barrier()

@@ -126,10 +126,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys
 def test_report_lists_every_file(tiny_model, tmp_path):
     source = write_image(tmp_path / "p.png", pattern(1, 16, 16)[0], "rgb24")
     report = tmp_path / "run.json"
-    assert _restore(tiny_model, source, "-o", tmp_path / "p_out.png", "--report", report) == 0
+    assert _restore(tiny_model, source, "-o", tmp_path / "p_out.png", "--report", report,
+                    "--strength", "0.5") == 0  # fmt: skip
     data = json.loads(report.read_text())
     assert data["files"][0]["status"] == "done" and data["files"][0]["frames"] == 1
-    assert data["options"]["seed"] == 666
+    assert data["options"]["seed"] == 666 and data["options"]["strength"] == 0.5
 
 
 def test_skip_existing_resumes_and_overwrite_replaces(tiny_model, tmp_path):

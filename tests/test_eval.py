@@ -141,6 +141,21 @@ def test_eval_command_writes_the_tables(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["eval", str(tmp_path / "missing"), "-o", str(out), "--no-model"]) == 1
 
 
+def test_eval_scores_each_model_at_each_strength(tmp_path: Path, tiny_model: Path, capsys) -> None:
+    inputs = _write_inputs(tmp_path / "gt")
+    args = ["eval", str(inputs / "still.png"), "-o", str(tmp_path / "out"), "--model",
+            str(tiny_model), "--scale", "2", "--metrics", "psnr"]
+    assert main([*args, "--strength", "0", "--strength", "1", "--strength", "0"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "psnr" not in line]
+    assert rows == ["bicubic", "lanczos_unsharp", "tiny", "tiny @ strength 0", "ground_truth"]
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["mean"]
+    assert result["tiny @ strength 0"]["psnr"] != result["tiny"]["psnr"]
+    with pytest.raises(SystemExit):
+        main([*args, "--strength", "2.5"])
+    assert "--strength: must be at most 2.0, got 2.5" in capsys.readouterr().err
+
+
 def test_eval_keeps_earlier_results_unless_told_to_overwrite(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -78,6 +78,27 @@ def test_same_seed_same_result_other_seed_other_result(restorer):
     assert np.abs(first - other).max() > 1e-3
 
 
+def test_strength_blends_the_model_output_with_the_resized_input(restorer):
+    frames = _frames(5, 16, 24)
+    model, half, double = (restorer.with_options(scale=2, strength=s).restore(frames)
+                           for s in (1.0, 0.5, 2.0))  # fmt: skip
+    resized = restorer.with_options(scale=2, strength=0.0).restore(frames)
+    np.testing.assert_array_equal(resized, restorer.with_options(scale=2, strength=0.0,
+                                                                 seed=1).restore(frames))
+    assert np.abs(model - resized).max() > 1e-2  # the model changes the resized input
+    unclipped = (model > 0) & (model < 1)  # the output is clipped to [0, 1] after blending
+    assert unclipped.mean() > 0.9
+    np.testing.assert_allclose(half[unclipped], ((model + resized) / 2)[unclipped], atol=1e-5)
+    np.testing.assert_allclose(double[unclipped], np.clip(2 * model - resized, 0, 1)[unclipped],
+                               atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("strength", [-0.1, 2.5])
+def test_a_strength_outside_0_to_2_is_an_input_error(restorer, strength):
+    with pytest.raises(InputError, match="--strength must be in"):
+        restorer.with_options(strength=strength)
+
+
 @pytest.mark.parametrize(("count", "batch", "overlap"), [(1, 5, 2), (6, 5, 2), (13, 5, 2), (9, 9, 4)])
 def test_streams_return_one_output_per_input_frame(restorer, count, batch, overlap):
     stream = restorer.with_options(batch_size=batch, overlap=overlap)

@@ -63,6 +63,7 @@ def _number(kind: type[int] | type[float], low: float | None = None, *, above: b
 
 COUNT = _number(int, 0)  # frames, pixels or blocks, 0 allowed
 POSITIVE = _number(int, 1)
+STRENGTH = _number(float, 0, high=2)  # RestoreOptions.strength
 SIDE = _number(int, 16)  # output sides: the networks see multiples of 16
 SEED = _number(int, -(2**63), high=2**63 - 1)  # torch seeds; + a frame index stays below 2**64
 
@@ -170,6 +171,9 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
                    "%(default)s, off, as SeedVR2)")  # fmt: skip
     g.add_argument("--cond-noise", type=_number(float, 0, high=1), default=0.0, help="noise on "
                    "the LQ latent, 0-1 (default: %(default)s)")  # fmt: skip
+    g.add_argument("--strength", type=STRENGTH, default=1.0, help="how much of the model's "
+                   "change to keep: 0 gives the resized input, 1 the model's output (default), "
+                   "0.5-0.8 tames over-sharpening, up to 2 exaggerates the change")  # fmt: skip
     g.add_argument("--tile-overlap", type=COUNT, default=64, help="VAE tile overlap in pixels "
                    "(default: %(default)s)")  # fmt: skip
     g.add_argument("--temporal-chunk", type=COUNT, help="VAE frames per causal chunk (4n; 0: "
@@ -368,7 +372,7 @@ def _restore_settings(
         resolution=args.resolution, scale=args.scale, max_side=args.max_side,
         batch_size=args.batch_size, overlap=args.overlap, scene_cuts=args.scene_cuts,
         prepend=args.prepend, color=args.color, seed=args.seed, steps=args.steps,
-        cfg_scale=args.cfg_scale, cond_noise_scale=args.cond_noise,
+        cfg_scale=args.cfg_scale, cond_noise_scale=args.cond_noise, strength=args.strength,
         tiling=pipeline.VAETiling(
             encode_tile=args.encode_tile, decode_tile=args.decode_tile,
             overlap=args.tile_overlap, temporal_chunk=args.temporal_chunk,
@@ -614,6 +618,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora", action="append", default=[], metavar="ADAPTER[:SCALE]",
                    help="also evaluate each model with this LoRA adapter (seedvr2 export's "
                    "folder), next to the model as is; repeat to compare several")
+    p.add_argument("--strength", type=STRENGTH, action="append", default=[], help="also "
+                   "evaluate each model at this --strength (see restore); repeat for several")
     p.add_argument("--scale", type=int, default=4, choices=[2, 4], help="up-scaling factor")
     p.add_argument("--degradation", help="degradation YAML for the LQ (default: bicubic down)")
     p.add_argument("--seed", type=int, default=0, help="seed of the LQ synthesis")
@@ -638,10 +644,12 @@ def _eval(args: argparse.Namespace) -> int:
         metrics=None if args.metrics is None else tuple(args.metrics.split(",")),
     )  # fmt: skip
     models = [] if args.no_model else (args.model or [None])
-    if args.lora and not models:
-        raise InputError("--lora adapts a model: drop --no-model")
+    if (args.lora or args.strength) and not models:
+        raise InputError(f"{'--lora' if args.lora else '--strength'} applies to a model: drop "
+                         "--no-model")
     result = evaluate(args.inputs, args.output, models, settings, device=args.device,
-                      plots=args.plots, log=print, adapters=args.lora, overwrite=args.overwrite)
+                      plots=args.plots, log=print, adapters=args.lora, overwrite=args.overwrite,
+                      strengths=args.strength)
     print(to_markdown(result), end="")
     return 0
 

@@ -67,10 +67,12 @@ def evaluate(
     log: Callable[[str], None] = lambda _: None,
     adapters: Sequence[str] = (),
     overwrite: bool = False,
+    strengths: Sequence[float] = (),
 ) -> BenchmarkResult:
     """Benchmark ``models`` (``None``: the bundled one), each also with every LoRA adapter of
-    ``adapters`` (``ADAPTER[:SCALE]``, one at a time: base against adapted), and the baselines;
-    write the results.
+    ``adapters`` (``ADAPTER[:SCALE]``, one at a time: base against adapted) and at every
+    restore strength of ``strengths`` (``RestoreOptions.strength``), and the baselines; write
+    the results.
 
     Writes ``results.{md,csv,json}`` to ``output_dir``, side-by-side crops to
     ``output_dir/crops`` and, with ``plots``, bar charts to ``output_dir/plots``; a folder that
@@ -80,6 +82,9 @@ def evaluate(
     check_output_dir(output_dir, overwrite)
     restorers = {label: Restorer.from_pretrained(m, device=device, scale=settings.scale, lora=lora)
                  for label, (m, lora) in entries(models, adapters).items()}
+    restorers |= {f"{label} @ strength {strength:g}": restorer.with_options(strength=strength)
+                  for strength in dict.fromkeys(strengths) if strength != 1.0
+                  for label, restorer in restorers.items()}
     on_output = (lambda clip, out: write_crops(clip, out, output_dir / "crops")) if crops else None
     result = run_benchmark(inputs, restorers, settings, on_output=on_output, log=log)
     write_tables(result, output_dir)

@@ -105,3 +105,12 @@ def color_correct(content: torch.Tensor, reference: torch.Tensor, method: str) -
     if content.shape != reference.shape:
         raise InputError(f"content {tuple(content.shape)} != reference {tuple(reference.shape)}")
     return COLOR_CORRECTIONS[method](content, reference)
+
+
+def keep_change(output: torch.Tensor, reference: torch.Tensor, strength: float) -> torch.Tensor:
+    """``reference + strength * (output - reference)``: how much of the model's change to the
+    resized input to keep (0: none, 1: all, above 1: exaggerated). Returns ``output`` itself at 1.
+    """
+    if strength == 1.0:
+        return output
+    return torch.lerp(reference, output, strength)

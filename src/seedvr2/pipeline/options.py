@@ -9,6 +9,8 @@ from seedvr2.errors import InputError
 
 from .color import COLOR_CORRECTIONS
 
+MAX_STRENGTH = 2.0  # beyond twice the model's change, artefacts dominate
+
 
 @dataclass(frozen=True)
 class VAETiling:
@@ -49,6 +51,7 @@ class RestoreOptions:
     steps: int = 1  # Euler steps (SeedVR2: 1)
     cfg_scale: float = 1.0  # classifier-free guidance (1 = negative prompt never run)
     cond_noise_scale: float = 0.0  # noise augmentation of the LQ latent (SeedVR2: 0)
+    strength: float = 1.0  # share of the model's change to the resized input kept, 0-2
     tiling: VAETiling = field(default_factory=VAETiling)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class RestoreOptions:
             raise InputError(f"--prepend must be >= 0, got {self.prepend}")
         if not 0.0 <= self.cond_noise_scale <= 1.0:
             raise InputError(f"--cond-noise must be in [0, 1], got {self.cond_noise_scale}")
+        if not 0.0 <= self.strength <= MAX_STRENGTH:
+            raise InputError(f"--strength must be in [0, {MAX_STRENGTH:g}], got {self.strength}")
 
     @property
     def effective_overlap(self) -> int:

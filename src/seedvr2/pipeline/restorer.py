@@ -35,7 +35,7 @@ from seedvr2.weights.networks import load_dit, load_vae
 
 from .batching import TemporalBatch, crossfade_weights, pad_frames, pad_to_4n1, plan_batches
 from .block_swap import attach_block_swap
-from .color import color_correct
+from .color import color_correct, keep_change
 from .compiling import compile_networks
 from .denoise import denoise_clips
 from .distributed import Team, join
@@ -473,7 +473,9 @@ class Restorer:
             with progress.phase("decode", [vae.decoder], decodes, vae.decoder.modules()):
                 video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
             check_finite(video, self.device, self.dtype)
-            video = color_correct(crop_output(video, plan), crop_output(reference, plan), o.color)
+            reference = crop_output(reference, plan)
+            video = keep_change(color_correct(crop_output(video, plan), reference, o.color),
+                                reference, o.strength)
             return video.clamp_(0, 1).cpu()
 
     def _negative_text(self) -> torch.Tensor:

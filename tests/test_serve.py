@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from playwright.sync_api import Page, expect, sync_playwright
 
 from media_fixtures import pattern, write_video
+from seedvr2.media import read_frames
 from serve_support import Server, artefacts, chromium
 from test_readme import EVERY_BLOCK, SERVER_URL
 
@@ -119,6 +121,9 @@ def test_api_restore_with_the_python_client(server: Server, clips):
     output = Path(client.predict(handle_file(str(clips["clip"])), resolution=48, codec="ffv1",
                                  api_name="/restore"))  # fmt: skip
     assert output.suffix == ".mkv" and streams(output)[:3] == (72, 48, 9)
+    resized = Path(client.predict(handle_file(str(clips["clip"])), resolution=48, codec="ffv1",
+                                  strength=0, api_name="/restore"))  # fmt: skip
+    assert np.abs(read_frames(resized) - read_frames(output)).max() > 0.02  # the model's change
     with pytest.raises(Exception, match="notes.mp4 is not a video"):
         client.predict(handle_file(str(clips["text"])), scale=2, api_name="/restore")
     with pytest.raises(Exception, match="model 'elsewhere' is not offered here"):

@@ -49,6 +49,7 @@ def test_size_and_duration_limits_are_one_clear_line(tmp_path: Path):
         ({"scale": 2.0, "codec": "mpeg1"}, "codec 'mpeg1' is not one of"),
         ({"scale": 2.0, "codec": "ffv1", "crf": 20}, "crf applies to"),
         ({"scale": 2.0, "color": "sepia"}, "color 'sepia' is not one of"),
+        ({"scale": 2.0, "strength": 2.5}, "strength must be in"),
     ],
 )
 def test_requests_are_checked_before_any_work(fields: dict, message: str):

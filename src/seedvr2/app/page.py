@@ -41,18 +41,20 @@ class Page:
 
     # -- settings --------------------------------------------------------------------------------
 
-    def request(self, model: str, size: str, color: str, codec: str, quality: str) -> runner.Request:
+    def request(
+        self, model: str, size: str, color: str, codec: str, quality: str, strength: float = 1.0
+    ) -> runner.Request:
         """The page's choices as a :class:`runner.Request` (choices outside the lists refused)."""
         scale, resolution = SIZES.get(size, (None, None))
         crf = DEFAULT_CRF[codec] + QUALITY.get(quality, 0) if codec in DEFAULT_CRF else None
         return runner.Request(self.pool.choice(model).label, scale, resolution,
-                              COLORS.get(color, color), codec, crf)  # fmt: skip
+                              COLORS.get(color, color), codec, crf, float(strength))  # fmt: skip
 
     @staticmethod
     def _files(paths: list[str] | None) -> list[tuple[Path, str]]:
         return [(Path(path), Path(path).name) for path in paths or []]
 
-    def plan(self, paths: list[str] | None, *choices: str) -> str:
+    def plan(self, paths: list[str] | None, *choices: Any) -> str:
         """The plan line(s) shown before starting."""
         if not paths:
             return "Drop a video or a picture to see the plan."
@@ -80,7 +82,7 @@ class Page:
         self.stops.forget(request.session_hash)
 
     def _run(
-        self, paths: list[str] | None, choices: tuple[str, ...] | runner.Request,
+        self, paths: list[str] | None, choices: tuple[Any, ...] | runner.Request,
         session: str, progress: gr.Progress,
     ) -> Iterator[list[runner.Outcome] | SeedVR2Error]:  # fmt: skip
         """Restore in a job folder; yields the outcomes (or the error), then removes the folder
@@ -102,10 +104,11 @@ class Page:
 
     def run(
         self, paths: list[str] | None, model: str, size: str, color: str, codec: str,
-        quality: str, request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
+        quality: str, strength: float, request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
         """The Restore button: status, comparison, frame slider, videos, downloads, pairs."""
-        choices = (model, size, color, codec, quality)
+        choices = (model, size, color, codec, quality, strength)
         for outcome in self._run(paths, choices, request.session_hash, progress):
             if isinstance(outcome, SeedVR2Error):
                 what = "Cancelled" if isinstance(outcome, Cancelled) else "Error"
@@ -138,13 +141,14 @@ class Page:
     def api(
         self, input: str, scale: float | None = 2.0, resolution: int | None = None,
         model: str | None = None, color: str = "wavelet", codec: str = "h264",
-        crf: int | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+        crf: int | None = None, strength: float = 1.0,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[str]:  # fmt: skip
         """``/restore``: one file in, the restored file out (settings as the CLI's options)."""
         try:
             request = runner.Request(
                 model or next(iter(self.pool.choices)), None if resolution else scale,
-                resolution or None, color, codec, crf,
+                resolution or None, color, codec, crf, 1.0 if strength is None else strength,
             )  # fmt: skip
         except SeedVR2Error as error:
             raise gr.Error(str(error), print_exception=False) from None
@@ -165,6 +169,9 @@ def build(page: Page, concurrency: int = 1) -> gr.Blocks:
                 model = gr.Dropdown(labels, value=labels[0], label="Model")
                 size = gr.Dropdown(list(SIZES), value="2x", label="Output size")
                 color = gr.Radio(list(COLORS), value="wavelet (default)", label="Colour correction")
+                strength = gr.Slider(0, 2, value=1, step=0.05, elem_id="strength",
+                                     label="Strength: how much of the model's change to keep "
+                                     "(below 1 tames over-sharpening)")  # fmt: skip
                 with gr.Row():
                     codec = gr.Dropdown(list(runner.CODECS), value="h264", label="Video codec")
                     quality = gr.Radio(list(QUALITY), value="standard", label="Video quality")
@@ -181,7 +188,7 @@ def build(page: Page, concurrency: int = 1) -> gr.Blocks:
                     after = gr.Video(label="After", elem_id="after")
                 download = gr.File(label="Download", elem_id="download")
         pairs = gr.State()
-        settings = [model, size, color, codec, quality]
+        settings = [model, size, color, codec, quality, strength]
         gr.on([files.change, *(c.change for c in settings)], page.plan, [files, *settings], plan,
               api_visibility="private", concurrency_limit=2, concurrency_id="plan")  # fmt: skip
         start.click(page.arm, None, status, queue=False, api_visibility="private").then(
@@ -204,6 +211,7 @@ def _api(page: Page, concurrency: int) -> None:
             gr.Number(label="resolution", value=None, precision=0),
             gr.Textbox(label="model", value=None), gr.Textbox(label="color", value="wavelet"),
             gr.Textbox(label="codec", value="h264"), gr.Number(label="crf", value=None, precision=0),
+            gr.Number(label="strength", value=1.0),
         ]  # fmt: skip
         gr.Button().click(page.api, inputs, gr.File(label="output"), api_name="restore",
                           concurrency_id="gpu", concurrency_limit=concurrency)  # fmt: skip

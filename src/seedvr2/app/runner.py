@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from seedvr2.errors import InputError
 from seedvr2.media import IMAGE_EXTENSIONS
@@ -52,6 +53,7 @@ class Request:
     color: str = "wavelet"
     codec: str = "h264"
     crf: int | None = None
+    strength: float = 1.0  # share of the model's change kept (RestoreOptions.strength)
 
     def __post_init__(self) -> None:
         if (self.scale is None) == (self.resolution is None):
@@ -63,10 +65,15 @@ class Request:
         if self.codec not in CODECS:
             raise InputError(f"codec {self.codec!r} is not one of {', '.join(CODECS)}")
         check_video_settings(self.codec, None, self.crf, None)
-        self.options()  # the colour correction
+        self.options()  # the colour correction and strength
+
+    def option_changes(self) -> dict[str, Any]:
+        """The :class:`RestoreOptions` fields this request sets."""
+        return {"resolution": self.resolution, "scale": self.scale, "color": self.color,
+                "strength": self.strength}  # fmt: skip
 
     def options(self) -> RestoreOptions:
-        return RestoreOptions(resolution=self.resolution, scale=self.scale, color=self.color)
+        return RestoreOptions(**self.option_changes())
 
     def settings(self) -> OutputSettings:
         return OutputSettings(codec=self.codec, crf=self.crf)
@@ -167,9 +174,7 @@ def restore(
     at its next frame (the unfinished output is removed by ``restore_file``)."""
     state = Progress(len(uploads), "loading the model")
     report(state)
-    restorer = pool.restorer(request.model).with_options(scale=request.scale,
-                                                         resolution=request.resolution,
-                                                         color=request.color)  # fmt: skip
+    restorer = pool.restorer(request.model).with_options(**request.option_changes())
     outcomes = []
     for number, upload in enumerate(uploads, start=1):
         if stop.is_set():

@@ -136,6 +136,9 @@ def test_exported_weights_rebuild_the_model_from_one_file(media: Path, tmp_path:
     assert metadata["network"] == "dit_ema" and metadata["step"] == "2"
     model = build_dit(json.loads(metadata["config"]))
     load_into(model, load_file(str(exported)))  # strict
+    again_exported = [export_weights(tmp_path / "out", tmp_path / f"dit{n}.safetensors")
+                      for n in range(4)]  # fmt: skip
+    assert {p.read_bytes() for p in again_exported} == {exported.read_bytes()}  # same bytes
     again = tiny_config(media, tmp_path / "distill", "distill", run={"steps": 1},
                         model={"init": str(exported)})
     run(write_config(tmp_path / "b.yaml", again))  # a weights file starts a run too

@@ -377,3 +377,19 @@ def test_text_embedding_safetensors_with_two_tensors(tmp_path: Path) -> None:
     path = save({"a": torch.zeros(2, 4), "b": torch.zeros(2, 4)}, tmp_path / "emb.safetensors")
     with pytest.raises(CheckpointError, match="exactly one tensor"):
         load_text_embedding(path)
+
+
+def test_safetensors_are_written_with_the_same_bytes_every_time(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from seedvr2.weights.writing import save_safetensors
+
+    tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a": torch.ones(5, dtype=torch.int64)}
+    metadata = {f"key{n}": f"value {n} \"quoted\" é" for n in range(6)} | {"config": "{}"}
+    paths = [tmp_path / f"{n}.safetensors" for n in range(6)]
+    for path in paths:
+        save_safetensors(tensors, path, metadata)
+    assert len({p.read_bytes() for p in paths}) == 1
+    with safe_open(str(paths[0]), framework="pt") as handle:
+        assert handle.metadata() == metadata
+        assert all(torch.equal(handle.get_tensor(k), v) for k, v in tensors.items())

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from seedvr2.digests import file_sha256
@@ -35,7 +34,7 @@ from seedvr2.weights.adapters import (
     to_peft_format,
 )
 from seedvr2.weights.networks import load_dit
-from seedvr2.weights.writing import write_atomically
+from seedvr2.weights.writing import save_safetensors, write_atomically
 
 from . import rng
 from .checkpoint import CheckpointManager, is_training_checkpoint, load_checkpoint
@@ -146,7 +145,7 @@ def export_weights(
     if output.is_dir():
         raise OutputError(f"{output} is a folder; name the .safetensors file to write")
     metadata = {"config": json.dumps(config), "network": name, "step": str(payload["step"])}
-    return write_atomically(output, lambda temp: save_file(state, str(temp), metadata=metadata))
+    return write_atomically(output, lambda temp: save_safetensors(state, temp, metadata))
 
 
 def load_weights(

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from seedvr2.errors import CheckpointError, ConfigError, InputError, OutputError
 
-from .writing import write_atomically
+from .writing import save_safetensors, write_atomically
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -145,7 +145,7 @@ def save_adapter(
     metadata = {"format": "pt", BASE_SHA256_KEY: base_sha256, BASE_ORIGIN_KEY: base,
                 CONFIG_SHA256_KEY: hashlib.sha256(text).hexdigest()}
     write_atomically(folder / WEIGHTS_FILE,
-                     lambda temp: save_file(weights, str(temp), metadata=metadata))
+                     lambda temp: save_safetensors(weights, temp, metadata))
     write_atomically(folder / CONFIG_FILE, lambda temp: temp.write_bytes(text))
     return folder
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from seedvr2.errors import CheckpointError, OutputError
 
@@ -26,7 +25,7 @@ from .digests import sha256_of
 from .formats import FP8_DTYPES, load_state_dict_file, scale_key
 from .loading import BUFFER_SUFFIXES
 from .networks import file_config
-from .writing import write_atomically
+from .writing import save_safetensors, write_atomically
 
 TARGETS = {
     "fp16": torch.float16,
@@ -132,7 +131,7 @@ def convert_weights(
     config = file_config(source)
     if config is not None:
         metadata["config"] = json.dumps(config)
-    write_atomically(output, lambda temp: save_file(state, temp, metadata=metadata))
+    write_atomically(output, lambda temp: save_safetensors(state, temp, metadata))
     digest = sha256_of(output)
     write_atomically(manifest, lambda temp: temp.write_text(f"{digest}  {output.name}\n"))
     return Converted(

@@ -8,10 +8,15 @@ of its own. Checking whether ``path`` may be replaced is the caller's part.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
 
 from seedvr2.errors import OutputError
 from seedvr2.tempfiles import reserve_temp
@@ -41,3 +46,27 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         temp.unlink(missing_ok=True)
     return path
+
+
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> None:
+    """``safetensors.torch.save_file``, giving the same bytes for the same tensors and metadata.
+
+    safetensors writes the metadata in its hash map's order, which changes from one call to the
+    next: two exports of the same weights differed in bytes, and so in the SHA-256 that a LoRA
+    adapter records of its base. The header is rewritten in place with the metadata sorted by
+    key; its length, and so every tensor's offset, stays the same.
+    """
+    save_file(dict(tensors), str(path), metadata=None if metadata is None else dict(metadata))
+    if metadata is None or len(metadata) < 2:
+        return
+    with open(path, "r+b") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > length:  # safetensors' JSON is as compact as Python's
+            raise AssertionError(f"sorted safetensors header of {path} grew: {len(text)} > {length}")
+        file.seek(8)
+        file.write(text.ljust(length))

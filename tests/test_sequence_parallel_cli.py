@@ -101,6 +101,18 @@ def test_ranks_without_the_flag_are_refused(tiny_model: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
 
 
+def test_a_stopping_rank_ignores_torchruns_sigterm():
+    """A rank that already stops (a peer failed) must print its one error and exit even when
+    torchrun's SIGTERM for the same failure arrives meanwhile."""
+    code = ("import os, signal, torch; from seedvr2.pipeline.distributed import Team; "
+            "error = Team(0, 2, torch.device('cpu')).lost('its connection closed'); "
+            "os.kill(os.getpid(), signal.SIGTERM); print('still here:', error)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "still here: rank 0 of 2: another process of the run stopped" in done.stdout
+
+
 def test_without_torchrun_the_flag_says_how_to_launch(tmp_path: Path, capsys) -> None:
     source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
     with pytest.raises(SystemExit) as exit_code:

@@ -59,6 +59,10 @@ class Team:
             raise self.lost("its connection closed") from None
 
     def lost(self, why: str) -> RankLost:
+        """The error that stops this rank; from now on torchrun's SIGTERM (sent once a peer
+        failed) is ignored, so that it cannot cut the one error message or the exit short."""
+        with contextlib.suppress(ValueError):  # not the main thread: the handler stays
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return RankLost(
             f"rank {self.rank} of {self.size}: another process of the run stopped ({why}); "
             "finished segments are kept: run the same command to resume"

@@ -90,6 +90,19 @@ def test_ranks_end_without_the_interpreters_finalization(tiny_model: Path, tmp_p
     assert len(list(tmp_path.glob("finalized-*"))) == 1  # torchrun's own process, not the ranks
 
 
+def test_main_returns_to_its_caller_under_torchruns_variables(tiny_model: Path, tmp_path):
+    """Only the program (``entry``) ends a rank early: ``main`` returns to a caller in the same
+    process (run in a child, so that a regression cannot end the test session itself)."""
+    source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
+    args = ["restore", str(source), "-o", str(tmp_path / "out.mkv"), "--model", str(tiny_model),
+            *SETTINGS]  # fmt: skip
+    code = f"from seedvr2.cli import main; print('main returned', main({args!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**ENV, "RANK": "0", "WORLD_SIZE": "1"}, timeout=300)  # fmt: skip
+    assert "main returned 0" in done.stdout, done.stderr[-2000:]
+    assert len(read_frames(tmp_path / "out.mkv")) == 5
+
+
 def test_ranks_without_the_flag_are_refused(tiny_model: Path, tmp_path: Path) -> None:
     source = write_video(tmp_path / "in.mkv", pattern(5, 24, 32), codec="ffv1", pix_fmt="yuv444p")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",

@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from seedvr2 import __version__
 from seedvr2.errors import SeedVR2Error
@@ -721,17 +721,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    code = _run_command(argv)
+def entry() -> NoReturn:
+    """The ``seedvr2`` program: :func:`main`, then exit; a torchrun rank exits through
+    :func:`~seedvr2.pipeline.distributed.exit_rank`. :func:`main` itself never ends the process
+    (callers in the same process, such as tests, keep running)."""
+    code = main()
     if "torch" in sys.modules:  # else no process group can have been joined
         from seedvr2.pipeline.distributed import exit_rank, launched_by_torchrun
 
         if launched_by_torchrun():
             exit_rank(code)
-    return code
+    sys.exit(code)
 
 
-def _run_command(argv: Sequence[str] | None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"

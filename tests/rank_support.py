@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from seedvr2.pipeline.distributed import exit_rank
+
 
 def _entry(rank: int, fn: Callable, world: int, store: str, args: tuple) -> None:
     torch.set_num_threads(1)
@@ -18,10 +20,11 @@ def _entry(rank: int, fn: Callable, world: int, store: str, args: tuple) -> None
         fn(rank, *args)
     finally:
         dist.destroy_process_group()
+    exit_rank(0)  # as the seedvr2 command: no interpreter finalization while gloo may still work
 
 
 def run_ranks(fn: Callable, world: int, *args) -> None:
     """``fn(rank, *args)`` in ``world`` spawned processes joined in one gloo group."""
-    folder = tempfile.mkdtemp(prefix="seedvr2-ranks-")
-    store = os.path.join(folder, "store")
-    mp.spawn(_entry, args=(fn, world, store, args), nprocs=world, join=True)
+    with tempfile.TemporaryDirectory(prefix="seedvr2-ranks-") as folder:
+        store = os.path.join(folder, "store")
+        mp.spawn(_entry, args=(fn, world, store, args), nprocs=world, join=True)

@@ -112,3 +112,25 @@ def test_fsdp2_shards_generator_discriminator_and_ema(media: Path, tmp_path: Pat
         assert moved > 1e-5, name  # the weights did move (the EMA, decay 0.9, least)
         # a few float32 ulps of O(1) weights, and a thousandth of how far they moved
         assert differ < min(1e-6, 1e-3 * moved), (name, differ, moved)
+
+
+def test_one_process_ddp_training_ends_without_finalization(media: Path, tmp_path: Path) -> None:
+    """``seedvr2 train`` with ``run.parallel: ddp`` and no torchrun makes a one-process gloo
+    group: it ends through ``exit_rank`` as torchrun ranks do (no atexit handler runs)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, pathlib\n"
+        f"atexit.register(lambda: pathlib.Path({str(tmp_path)!r}, 'finalized').touch())\n"
+    )
+    cfg = tiny_config(media, tmp_path / "out", "diffusion", run={"steps": 1})
+    cfg["run"]["parallel"] = "ddp"
+    src = str(Path(__file__).parents[1] / "src")
+    result = subprocess.run(
+        [sys.executable, "-m", "seedvr2", "train", str(write_config(tmp_path / "c.yaml", cfg))],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{hooks}{os.pathsep}{src}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "out" / "checkpoints").iterdir())
+    assert not (tmp_path / "finalized").exists()

@@ -722,14 +722,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def entry() -> NoReturn:
-    """The ``seedvr2`` program: :func:`main`, then exit; a torchrun rank exits through
+    """The ``seedvr2`` program: :func:`main`, then exit; a process that used a process group
+    (torchrun ranks, one-process DDP training) exits through
     :func:`~seedvr2.pipeline.distributed.exit_rank`. :func:`main` itself never ends the process
     (callers in the same process, such as tests, keep running)."""
     code = main()
-    if "torch" in sys.modules:  # else no process group can have been joined
-        from seedvr2.pipeline.distributed import exit_rank, launched_by_torchrun
+    if "torch" in sys.modules:  # else no process group can have been used
+        from seedvr2.pipeline.distributed import exit_rank, used_a_group
 
-        if launched_by_torchrun():
+        if used_a_group():
             exit_rank(code)
     sys.exit(code)
 

@@ -107,6 +107,21 @@ def _peer_failure(error: RuntimeError) -> bool:
                                          "Broken pipe", "NCCL", "timed out", "Timed out"))
 
 
+_used_a_group = False  # set once this process makes or joins a process group
+
+
+def init_group(backend: str, **settings: object) -> None:
+    """``torch.distributed.init_process_group``, remembered by :func:`used_a_group`."""
+    global _used_a_group
+    dist.init_process_group(backend, **settings)
+    _used_a_group = True
+
+
+def used_a_group() -> bool:
+    """Whether this process made or joined a process group: end it with :func:`exit_rank`."""
+    return _used_a_group
+
+
 def launched_by_torchrun() -> bool:
     """Whether this process is one rank of a ``torchrun`` launch."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -158,7 +173,7 @@ def join(device_name: str) -> Team:
         raise InputError(f"--sequence-parallel runs on CUDA GPUs or the CPU, not {device.type}")
     if not dist.is_initialized():  # else joined already (the CLI joins before the restorer)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=TIMEOUT, device_id=device if device.type == "cuda" else None)
+        init_group(backend, timeout=TIMEOUT, device_id=device if device.type == "cuda" else None)
     team = Team(dist.get_rank(), dist.get_world_size(), device)
 
     def stopped(signum: int, frame: object) -> None:

@@ -21,6 +21,7 @@ from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from seedvr2.errors import ConfigError
+from seedvr2.pipeline.distributed import init_group
 
 from .config import RunConfig
 
@@ -75,10 +76,10 @@ def init_distributed(run: RunConfig) -> DistContext:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         if "RANK" in os.environ:
-            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+            init_group(backend, device_id=device if device.type == "cuda" else None)
         else:
-            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
-                                    rank=0, world_size=1)
+            init_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                       world_size=1)
     return DistContext(dist.get_rank(), dist.get_world_size(), device, run.parallel)
 
 

@@ -727,11 +727,9 @@ def entry() -> NoReturn:
     :func:`~seedvr2.pipeline.distributed.exit_rank`. :func:`main` itself never ends the process
     (callers in the same process, such as tests, keep running)."""
     code = main()
-    if "torch" in sys.modules:  # else no process group can have been used
-        from seedvr2.pipeline.distributed import exit_rank, used_a_group
-
-        if used_a_group():
-            exit_rank(code)
+    distributed = sys.modules.get("seedvr2.pipeline.distributed")  # groups are made through it
+    if distributed is not None and distributed.used_a_group():
+        distributed.exit_rank(code)
     sys.exit(code)
 
 

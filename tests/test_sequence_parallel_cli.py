@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from media_fixtures import pattern, write_video
+from process_support import finalization_marks
 from seedvr2.cli import main
 from seedvr2.media import read_frames
 
@@ -72,18 +73,11 @@ def test_dry_run_shows_the_estimate_per_process_once(tiny_model: Path, tmp_path:
 def test_ranks_end_without_the_interpreters_finalization(tiny_model: Path, tmp_path: Path):
     """gloo's threads may still release tensors as Python finalizes, which aborts the process:
     the ranks skip finalization (no atexit handler runs) and still flush what they printed."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import atexit, os, pathlib\n"
-        f"atexit.register(lambda: pathlib.Path({str(tmp_path)!r}, f'finalized-{{os.getpid()}}')"
-        ".touch())\n"
-    )
     source = write_video(tmp_path / "in.mkv", pattern(9, 48, 64), codec="ffv1", pix_fmt="yuv444p")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                "2", "-m", "seedvr2", "restore", str(source), "-o", str(tmp_path / "out.mkv"),
                "--model", str(tiny_model), "--dry-run", "--sequence-parallel", *SETTINGS]
-    env = {**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{ENV['PYTHONPATH']}"}
+    env = {**ENV, "PYTHONPATH": finalization_marks(tmp_path, ENV["PYTHONPATH"])}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dry run: 1 job(s)" in done.stdout

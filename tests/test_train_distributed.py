@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from process_support import finalization_marks
 from seedvr2.train import run
 from seedvr2.train.adversarial import AdversarialStage
 from seedvr2.train.checkpoint import load_checkpoint
@@ -117,20 +118,14 @@ def test_fsdp2_shards_generator_discriminator_and_ema(media: Path, tmp_path: Pat
 def test_one_process_ddp_training_ends_without_finalization(media: Path, tmp_path: Path) -> None:
     """``seedvr2 train`` with ``run.parallel: ddp`` and no torchrun makes a one-process gloo
     group: it ends through ``exit_rank`` as torchrun ranks do (no atexit handler runs)."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import atexit, pathlib\n"
-        f"atexit.register(lambda: pathlib.Path({str(tmp_path)!r}, 'finalized').touch())\n"
-    )
     cfg = tiny_config(media, tmp_path / "out", "diffusion", run={"steps": 1})
     cfg["run"]["parallel"] = "ddp"
     src = str(Path(__file__).parents[1] / "src")
     result = subprocess.run(
         [sys.executable, "-m", "seedvr2", "train", str(write_config(tmp_path / "c.yaml", cfg))],
         capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{hooks}{os.pathsep}{src}"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": finalization_marks(tmp_path, src)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "out" / "checkpoints").iterdir())
-    assert not (tmp_path / "finalized").exists()
+    assert not list(tmp_path.glob("finalized-*"))

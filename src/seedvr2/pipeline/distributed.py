@@ -146,7 +146,7 @@ def exit_rank(code: int) -> NoReturn:
     releasing a tensor that Python also holds takes the GIL. If the main thread is finalizing
     the interpreter by then, Python ends the worker thread inside that C++ destructor and the
     process aborts ("terminate called without an active exception", SIGABRT): torchrun then
-    reports a run that finished and wrote everything as failed (about one run in 30 on a busy
+    reports a run that finished and wrote everything as failed (2 runs in 84 on a busy
     2-core machine). Every output is closed before this is called; logs and the standard
     streams are flushed here.
     """

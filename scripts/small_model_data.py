@@ -6,6 +6,9 @@
 * ``runs/small-data-soft``: a soft copy of every ``runs/small-data*`` image (seed 2), Gaussian
   blurred (radius 0.7-2.5 px) or down- and up-sampled (factor 1.5-3, bicubic) in turn: soft
   sources as HQ, so that a soft input is not always a blurred sharp one;
+* ``runs/small-data3`` (v16 on): 23 photographs from two Debian wallpaper packages (pinned
+  versions, sha256-checked ``.deb`` files fetched by ``apt-get download``), down-scaled to at most
+  1024 px so that their JPEG noise is gone; ``runs/small-data-soft3``: their soft copies (seed 3);
 * ``runs/val`` (model selection only, never trained on): 6 procedural images (seed 1) and the
   scikit-image photos ``coffee`` and ``rocket``;
 * ``runs/val-smooth`` (model selection only): the ``runs/val`` images blurred (Gaussian, radius
@@ -20,8 +23,10 @@ Run from the repository root: ``python scripts/small_model_data.py``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,22 @@ VALIDATION_PHOTOS = ("coffee", "rocket")
 SOFT_RADII = (0.7, 2.5)  # px: runs/small-data-soft, Gaussian blur
 SOFT_FACTORS = (1.5, 3.0)  # runs/small-data-soft, down- and up-sampling
 SMOOTH_RADIUS = 2.0  # px: runs/val-smooth, soft sources (bicubic x2 about 50 dB)
+PHOTO_SIDE = 1024  # px: the Debian photographs' longest side after down-scaling
+DEBIAN_PHOTOS = {  # package: (version, sha256 of its .deb, {name: photograph}); all GPL-2+
+    "mate-backgrounds": ("1.26.0-1", "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+                         {n: f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
+                             "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
+                             "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood",
+                             "YellowFlower")}),
+    "plasma-workspace-wallpapers": (
+        "4:5.27.5-2", "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
+        {n: f"usr/share/wallpapers/{n}/contents/images/{size}" for n, size in (
+            ("BytheWater", "2560x1600.jpg"), ("ColorfulCups", "2560x1600.jpg"),
+            ("DarkestHour", "2560x1600.jpg"), ("EveningGlow", "2560x1600.jpg"),
+            ("FallenLeaf", "2560x1600.jpg"), ("Grey", "2560x1600.jpg"),
+            ("Kokkini", "3840x2160.png"), ("Path", "2560x1600.jpg"), ("Shell", "5120x2880.jpg"),
+            ("Volna", "5120x2880.jpg"), ("summer_1am", "2560x1600.jpg"))}),
+}
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
@@ -107,6 +128,49 @@ def soften(image: Image.Image, k: int, rng: np.random.Generator) -> Image.Image:
                                                                   Image.Resampling.BICUBIC)
 
 
+def debian_package(name: str, version: str, sha256: str) -> Path:
+    """Fetch one pinned Debian package with ``apt-get download``, check it, unpack it once."""
+    folder = RUNS / "debian"
+    unpacked = folder / name
+    if unpacked.is_dir():
+        return unpacked
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=folder, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(f"could not fetch the Debian package {name}={version} ({error}); "
+                         "run this on a Debian machine with its package registry reachable"
+                         ) from error
+    deb = next(folder.glob(f"{name}_*.deb"))
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise SystemExit(f"{deb} has sha256 {digest}, expected {sha256}: not the pinned package")
+    partial = folder / f"{name}.partial"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(partial)], check=True)
+    partial.rename(unpacked)  # a half-unpacked folder is never taken for a whole one
+    return unpacked
+
+
+def debian_photos() -> None:
+    """``runs/small-data3``: the Debian photographs, down-scaled (antialiased bicubic) to at most
+    ``PHOTO_SIDE`` px; ``runs/small-data-soft3``: a soft copy of each (seed 3)."""
+    for folder in ("small-data3", "small-data-soft3"):
+        (RUNS / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    k = 0
+    for package, (version, sha256, members) in DEBIAN_PHOTOS.items():
+        root = debian_package(package, version, sha256)
+        for name, member in members.items():
+            image = Image.open(root / member).convert("RGB")
+            factor = max(image.size) / PHOTO_SIDE
+            image = image.resize((round(image.width / factor), round(image.height / factor)),
+                                 Image.Resampling.BICUBIC)
+            stem = f"{package.split('-')[0]}_{name}"
+            image.save(RUNS / f"small-data3/{stem}.png")
+            soften(image, k, rng).save(RUNS / f"small-data-soft3/{stem}_soft.png")
+            k += 1
+
+
 def main() -> None:
     for folder in ("small-data", "small-data2", "small-data-soft", "val", "val-smooth",
                    "small-text", "small-s2d"):
@@ -139,6 +203,7 @@ def main() -> None:
     for image in sorted((RUNS / "val").glob("*.png")):
         Image.open(image).convert("RGB").filter(ImageFilter.GaussianBlur(SMOOTH_RADIUS)).save(
             RUNS / "val-smooth" / image.name)
+    debian_photos()
     embedding = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
     save_file({"pos_emb": embedding}, str(RUNS / "small-text/pos_emb.safetensors"))
     config = space_to_depth_config((16, 32))

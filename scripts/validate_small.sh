@@ -2,7 +2,9 @@
 # Model selection for seedvr2-small on runs/val only (procedural images, seed 1, and the
 # scikit-image photos coffee and rocket; never trained on, never the evaluation clips), and on
 # runs/val-smooth (the same images blurred: soft sources, where bicubic is near lossless), as
-# clean down-scales (smooth) and through the mild config (smooth-mild: soft and compressed).
+# clean down-scales (smooth) and through the mild config (smooth-mild: soft and compressed), and
+# on runs/val-video (5-frame pans over the runs/val images) through the protocol (video-heavy:
+# where using neighbouring frames pays).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
 # generator instead of its EMA; BASELINES="DIR ..." scores those model folders alongside (for
@@ -23,17 +25,18 @@ for step in "$@"; do
   models+=(--model "$model")
 done
 for scale in 2 4; do
-  for regime in clean mild heavy smooth smooth-mild; do
-    data=runs/val
+  for regime in clean mild heavy smooth smooth-mild video-heavy; do
+    data=runs/val; frames=1
     case $regime in
       clean) deg=() ;; mild) deg=(--degradation $G/mild_video.yaml) ;;
       heavy) deg=(--degradation $G/realesrgan_video.yaml) ;;
       smooth) deg=(); data=runs/val-smooth ;;  # soft sources: bicubic is near lossless
       smooth-mild) deg=(--degradation $G/mild_video.yaml); data=runs/val-smooth ;;
+      video-heavy) deg=(--degradation $G/realesrgan_video.yaml); data=runs/val-video; frames=5 ;;
     esac
     out=runs/select/val-$regime-x$scale
     remove_outputs "$out" "${EVAL_OUTPUTS[@]}"
-    seedvr2 eval "$data" -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames 1 \
+    seedvr2 eval "$data" -o "$out" "${models[@]}" --scale $scale "${deg[@]}" --frames $frames \
       --device cpu --metrics psnr,ssim >/dev/null
   done
 done

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from seedvr2.errors import ConfigError, InputError
 from seedvr2.media import read_frames
@@ -108,6 +109,35 @@ def test_clips_longer_than_any_video_are_a_config_error(media: Path) -> None:
     dataset = ClipDataset(build_index((str(media),), None), seed=0, degrader=None)
     with pytest.raises(ConfigError, match="longest video has 12"):
         dataset[SampleKey(0, 0, 0, 13, 32, 32)]
+
+
+def test_a_still_serves_clips_as_a_straight_pan(tmp_path: Path) -> None:
+    """With ``still_motion``, frame f of a still's clip is frame 0's window moved by f times one
+    integer velocity of at most ``still_motion`` px per axis; velocities vary between clips."""
+    image = np.random.default_rng(0).integers(0, 256, (80, 96, 3), np.uint8)
+    Image.fromarray(image).save(tmp_path / "still.png")
+    entries = build_index((str(tmp_path),), None)
+    dataset = ClipDataset(entries, seed=0, degrader=None, still_motion=3)
+    velocities = set()
+    for index in range(12):
+        clip = dataset[SampleKey(0, 0, index, 5, 32, 40)]["hq"]  # (c, f, h, w) in [-1, 1]
+        assert clip.shape == (3, 5, 32, 40)
+        frames = np.round((clip.numpy() + 1) * 127.5).astype(np.uint8).transpose(1, 2, 3, 0)
+        flipped = not np.all(np.lib.stride_tricks.sliding_window_view(image, (32, 40, 3))
+                             == frames[0], axis=(-3, -2, -1)).any()  # clips flip half the time
+        source = np.lib.stride_tricks.sliding_window_view(image[:, ::-1] if flipped else image,
+                                                          (32, 40, 3))[:, :, 0]
+        windows = [np.argwhere(np.all(source == frame, axis=(-3, -2, -1))) for frame in frames]
+        assert all(len(found) == 1 for found in windows)  # each frame is one window of the still
+        corners = np.stack([found[0] for found in windows])  # (f, 2) top, left
+        steps = np.diff(corners, axis=0)
+        assert (steps == steps[0]).all() and np.abs(steps).max() <= 3
+        velocities.add(tuple(steps[0]))
+    assert len(velocities) > 3
+    still = ClipDataset(entries, seed=0, degrader=None)  # still_motion 0: single frames only
+    with pytest.raises(ConfigError, match="longest video has 1"):
+        still[SampleKey(0, 0, 0, 5, 32, 40)]
+    assert still[SampleKey(0, 0, 0, 1, 32, 40)]["hq"].shape == (3, 1, 32, 40)
 
 
 def test_real_degradations_are_keyed_by_the_sample(media: Path) -> None:

@@ -114,6 +114,10 @@ class DataConfig:
     # Further caches drawn from with ``cache`` (every file alike, so each weighs by its count),
     # each written by another config; its cache.json, not this config's data, says what it holds.
     extra_caches: tuple[str, ...] = ()
+    # Pixels per frame: a still image also serves multi-frame clips, as a straight pan at a speed
+    # drawn per clip and axis from [-still_motion, still_motion] (fresh noise per frame then
+    # teaches the DiT to use neighbouring frames). 0: stills serve single frames only.
+    still_motion: int = 0
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ def _validate(cfg: TrainConfig) -> None:
     _check(data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {data.batch_size}")
     _check(data.scale >= 1, "data.scale", f"must be >= 1, got {data.scale}")
     _check(data.workers >= 0, "data.workers", f"must be >= 0, got {data.workers}")
+    _check(data.still_motion >= 0, "data.still_motion", f"must be >= 0, got {data.still_motion}")
     _check(len(data.phases) >= 1, "data.phases", "needs at least one phase")
     _check(data.phases[0].start_step == 0, "data.phases[0].start_step",
            "the first phase starts at 0")

@@ -245,16 +245,19 @@ class ClipDataset(Dataset):
         seed: int,
         degrader: Degrader | None,
         condition_resize: ConditionResize = "bicubic_antialias",  # the trained DiT's
+        still_motion: int = 0,  # px per frame: stills serve multi-frame clips as pans
     ) -> None:
         self.entries, self.seed, self.degrader = entries, seed, degrader
         self.condition_resize = condition_resize
+        self.still_motion = still_motion
         self.sources = SourceCache()  # per process: each data worker fills its own
         self._eligible: dict[int, list[MediaEntry]] = {}
 
     def eligible(self, frames: int) -> list[MediaEntry]:
-        """Entries with at least ``frames`` frames (every entry serves single images)."""
+        """Entries with at least ``frames`` frames (every entry serves single images; stills
+        serve any length when ``still_motion`` is set)."""
         if frames not in self._eligible:
-            found = [e for e in self.entries if e.frames >= frames]
+            found = [e for e in self.entries if e.frames >= frames or self._pans(e, frames)]
             if not found:
                 longest = max(e.frames for e in self.entries)
                 raise ConfigError(
@@ -267,17 +270,20 @@ class ClipDataset(Dataset):
         g = rng.generator(self.seed, "data", key.step, key.micro, key.index)
         options = self.eligible(key.frames)
         entry = options[int(torch.randint(len(options), (), generator=g))]
-        start = int(torch.randint(entry.frames - key.frames + 1, (), generator=g))
-        if isinstance(entry, Pair):  # real LQ, cropped and flipped with its HQ
-            clip = torch.cat(entry.read(start, key.frames, self.sources,
-                                        self.condition_resize))  # (2c, f, h, w)
+        if self._pans(entry, key.frames):
+            clip = self._pan(entry, key, g)
         else:
-            clip = rearrange(read_clip(entry, start, key.frames, self.sources),
-                             "f h w c -> c f h w")
-        clip = _cover(clip, key.height, key.width)
-        top = int(torch.randint(clip.shape[2] - key.height + 1, (), generator=g))
-        left = int(torch.randint(clip.shape[3] - key.width + 1, (), generator=g))
-        clip = clip[:, :, top:top + key.height, left:left + key.width]
+            start = int(torch.randint(entry.frames - key.frames + 1, (), generator=g))
+            if isinstance(entry, Pair):  # real LQ, cropped and flipped with its HQ
+                clip = torch.cat(entry.read(start, key.frames, self.sources,
+                                            self.condition_resize))  # (2c, f, h, w)
+            else:
+                clip = rearrange(read_clip(entry, start, key.frames, self.sources),
+                                 "f h w c -> c f h w")
+            clip = _cover(clip, key.height, key.width)
+            top = int(torch.randint(clip.shape[2] - key.height + 1, (), generator=g))
+            left = int(torch.randint(clip.shape[3] - key.width + 1, (), generator=g))
+            clip = clip[:, :, top:top + key.height, left:left + key.width]
         if bool(torch.rand((), generator=g) < 0.5):
             clip = clip.flip(-1)
         lq = None
@@ -291,6 +297,26 @@ class ClipDataset(Dataset):
             lq = rearrange(frames, "f c h w -> c f h w") * 2 - 1
         text = load_text_embedding(entry.text) if entry.text else None
         return dict(hq=clip * 2 - 1, lq=lq, text=text, key=key)
+
+    def _pans(self, entry: MediaEntry | Pair, frames: int) -> bool:
+        """Whether this clip is a pan over a still (``still_motion``)."""
+        return (self.still_motion > 0 and frames > 1 and entry.frames == 1
+                and not isinstance(entry, Pair))
+
+    def _pan(self, entry: MediaEntry, key: SampleKey, g: torch.Generator) -> torch.Tensor:
+        """``(c, f, h, w)``: a crop window moving over a still at a per-clip integer velocity."""
+        image = rearrange(read_clip(entry, 0, 1, self.sources), "1 h w c -> c 1 h w")
+        velocity = torch.randint(-self.still_motion, self.still_motion + 1, (2,), generator=g)
+        vy, vx = (int(v) for v in velocity)
+        travel = key.frames - 1
+        image = _cover(image, key.height + travel * abs(vy), key.width + travel * abs(vx))
+        top = int(torch.randint(image.shape[2] - key.height - travel * abs(vy) + 1, (),
+                                generator=g)) + max(0, -vy) * travel
+        left = int(torch.randint(image.shape[3] - key.width - travel * abs(vx) + 1, (),
+                                 generator=g)) + max(0, -vx) * travel
+        return torch.cat([image[:, :, top + f * vy:top + f * vy + key.height,
+                                left + f * vx:left + f * vx + key.width]
+                          for f in range(key.frames)], dim=1)
 
     @staticmethod
     def collate(samples: list[dict]) -> PixelBatch:
@@ -327,7 +353,7 @@ def build_clip_dataset(
     entries: list[MediaEntry | Pair] = [p for f in data.paired for p in scan_pairs(f, data.sequences)]
     if data.roots or data.manifest is not None:
         entries += build_index(data.roots, data.manifest)
-    return ClipDataset(entries, cfg.seed, degrader, condition_resize)
+    return ClipDataset(entries, cfg.seed, degrader, condition_resize, data.still_motion)
 
 
 def make_loader(dataset: Dataset, sampler: Iterable[list[SampleKey]], workers: int) -> DataLoader:

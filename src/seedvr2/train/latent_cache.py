@@ -96,6 +96,8 @@ def cache_source(cfg: TrainConfig, condition_resize: str) -> dict[str, Any]:
     media added to or removed from a data folder, is noticed."""
     plain = cfg.to_dict()
     data = {name: plain["data"][name] for name in DRAWN}
+    if cfg.data.still_motion:  # left out at 0, so caches written before it existed still match
+        data["still_motion"] = cfg.data.still_motion
     if cfg.data.manifest is not None:
         data["manifest_sha256"] = _digest(Path(cfg.data.manifest))
     data["files_sha256"] = listing_sha256((*cfg.data.roots, *cfg.data.paired), cfg.data.manifest)

@@ -72,6 +72,26 @@ def test_a_cache_is_used_only_by_runs_of_its_data_and_never_overwritten(tmp_path
     assert run(write_config(tmp_path / "bare.yaml", {**cfg, "data": no_roots})).is_file()
 
 
+def test_a_cache_records_still_motion_only_where_it_is_set(tmp_path: Path) -> None:
+    """Caches written before ``data.still_motion`` existed still serve runs without it; a run
+    whose stills pan is refused a cache whose stills did not, and can write its own."""
+    media = make_media(tmp_path / "media")
+    cache = tmp_path / "latents"
+    cfg = tiny_config(media, tmp_path / "out", "fidelity", data={"cache": str(cache)})
+    cache_latents(write_config(tmp_path / "run.yaml", cfg), count=3)
+    assert "still_motion" not in json.loads((cache / "cache.json").read_text())["source"]["data"]
+    panning = {**cfg, "data": {**cfg["data"], "still_motion": 2}}
+    with pytest.raises(ConfigError, match="other data"):
+        run(write_config(tmp_path / "pans.yaml", panning))
+    moved = {**panning, "data": {**panning["data"], "cache": str(tmp_path / "pans")}}
+    cache_latents(write_config(tmp_path / "moved.yaml", moved), count=3)
+    source = json.loads((tmp_path / "pans" / "cache.json").read_text())["source"]["data"]
+    assert source["still_motion"] == 2
+    with pytest.raises(ConfigError, match="still_motion"):
+        load_config(write_config(tmp_path / "bad.yaml",
+                                 {**cfg, "data": {**cfg["data"], "still_motion": -1}}))
+
+
 def test_latents_without_a_manifest_are_refused_and_kept(tmp_path: Path) -> None:
     media = make_media(tmp_path / "media")
     cache = tmp_path / "latents"

@@ -158,9 +158,10 @@ def write_lossless(frames: np.ndarray, path: Path) -> None:
 
 
 def debian_package(name: str, version: str, sha256: str) -> Path:
-    """Fetch one pinned Debian package with ``apt-get download``, check it, unpack it once."""
-    folder = RUNS / "debian"
-    unpacked = folder / name
+    """Fetch one pinned Debian package with ``apt-get download``, check it, unpack it once (one
+    folder per version, so another version's files are never taken for these)."""
+    folder = RUNS / "debian" / f"{name}_{version.replace(':', '%3a')}"
+    unpacked = folder / "root"
     if unpacked.is_dir():
         return unpacked
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def debian_package(name: str, version: str, sha256: str) -> Path:
     digest = hashlib.sha256(deb.read_bytes()).hexdigest()
     if digest != sha256:
         raise SystemExit(f"{deb} has sha256 {digest}, expected {sha256}: not the pinned package")
-    partial = folder / f"{name}.partial"
+    partial = folder / "root.partial"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(partial)], check=True)
     partial.rename(unpacked)  # a half-unpacked folder is never taken for a whole one
     return unpacked

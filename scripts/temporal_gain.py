@@ -6,9 +6,9 @@ in the joint pass; one that restores each frame alone scores the same both ways.
 
     python scripts/temporal_gain.py MODEL [MODEL ...] --scale 4 [--clips runs/val-video]
 
-Prints PSNR (8-bit outputs, mean over clips) of bicubic, the joint pass and the frame-by-frame
-pass for each model. Selection data only (``runs/val-video`` by default, made by
-``scripts/small_model_data.py``); never the evaluation clips.
+Prints PSNR (8-bit outputs, mean over clips, as ``seedvr2 eval`` scores them) of bicubic, the
+joint pass and the frame-by-frame pass for each model. Selection data only (``runs/val-video``
+by default, made by ``scripts/small_model_data.py``); never the evaluation clips.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from einops import rearrange
 
+from seedvr2.eval.baselines import bicubic
+from seedvr2.eval.benchmark import eight_bit_frames
 from seedvr2.eval.metrics.fidelity import psnr
 from seedvr2.eval.protocol import clip_seed, crop_to_multiple, synthesize_lq
 from seedvr2.media import read_frames
@@ -29,8 +28,10 @@ from seedvr2.pipeline.restorer import Restorer
 PROTOCOL = "configs/degradations/realesrgan_video.yaml"
 
 
-def quantised(frames: torch.Tensor) -> torch.Tensor:  # (f, 3, h, w) -> 8-bit levels in [0, 1]
-    return (frames.clamp(0, 1) * 255).round() / 255
+def score(outputs: list[np.ndarray], gts: list[np.ndarray]) -> float:
+    """Mean PSNR of (f, h, w, 3) outputs against their ground truths."""
+    return float(np.mean([psnr(eight_bit_frames(out), eight_bit_frames(gt))
+                          for out, gt in zip(outputs, gts)]))
 
 
 def main() -> None:
@@ -44,27 +45,18 @@ def main() -> None:
     clips = sorted(p for p in Path(args.clips).iterdir() if p.suffix == ".mkv")
     if not clips:
         raise SystemExit(f"no .mkv clips in {args.clips}: run scripts/small_model_data.py first")
-    gts, lqs = [], []
-    for clip in clips:
-        gt = crop_to_multiple(read_frames(clip)[..., :3], args.scale)  # (f, h, w, 3)
-        lq = synthesize_lq(gt, args.scale, args.degradation, clip_seed(args.seed, clip.name))
-        gts.append(rearrange(torch.from_numpy(gt), "f h w c -> f c h w"))
-        lqs.append(rearrange(torch.from_numpy(lq), "f h w c -> f c h w"))
-    bicubic = [quantised(F.interpolate(lq, scale_factor=args.scale, mode="bicubic"))
-               for lq in lqs]
+    gts = [crop_to_multiple(read_frames(clip)[..., :3], args.scale) for clip in clips]
+    lqs = [synthesize_lq(gt, args.scale, args.degradation, clip_seed(args.seed, clip.name))
+           for gt, clip in zip(gts, clips)]
+    base = score([bicubic(lq, args.scale) for lq in lqs], gts)
     print(f"| model | bicubic | joint | frame by frame | joint - frame by frame |  x{args.scale}")
     print("|---|---|---|---|---|")
-    base = np.mean([psnr(b, gt) for b, gt in zip(bicubic, gts)])
     for model in args.models:
         restorer = Restorer.from_pretrained(model, device="cpu", scale=args.scale)
-        joint, alone = [], []
-        for lq, gt in zip(lqs, gts):
-            plan = restorer.plan_size(tuple(lq.shape[-2:]))
-            joint.append(psnr(quantised(restorer.restore_clip(lq, plan, seed=0)), gt))
-            frames = [restorer.restore_clip(lq[i:i + 1], plan, seed=0) for i in range(len(lq))]
-            alone.append(psnr(quantised(torch.cat(frames)), gt))
-        print(f"| {model} | {base:.3f} | {np.mean(joint):.3f} | {np.mean(alone):.3f} | "
-              f"{np.mean(joint) - np.mean(alone):+.3f} |")
+        joint = score([restorer.restore(lq) for lq in lqs], gts)
+        alone = score([np.concatenate([restorer.restore(lq[i:i + 1]) for i in range(len(lq))])
+                       for lq in lqs], gts)
+        print(f"| {model} | {base:.3f} | {joint:.3f} | {alone:.3f} | {joint - alone:+.3f} |")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,8 @@ def model_upscaler(restorer: Restorer) -> Upscaler:
     return upscale
 
 
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:  # (f, h, w, 3) -> (f, 3, h, w) 8-bit levels
+def eight_bit_frames(frames: np.ndarray) -> torch.Tensor:  # (f, h, w, 3) -> (f, 3, h, w) 8-bit levels
+    """Frames as scored: clipped to [0, 1] and rounded to 8-bit levels."""
     x = torch.from_numpy(np.ascontiguousarray(frames))
     return rearrange(torch.round(x.clamp(0, 1) * 255) / 255, "f h w c -> f c h w")
 
@@ -126,7 +127,7 @@ class _Scorer:
         self.metrics, self.notes = metrics, notes
 
     def score(self, output: np.ndarray, gt: np.ndarray | None) -> dict[str, float]:
-        out, ref = _to_tensor(output), None if gt is None else _to_tensor(gt)
+        out, ref = eight_bit_frames(output), None if gt is None else eight_bit_frames(gt)
         values = {}
         for name in self.metrics:
             metric = get_metric(name)

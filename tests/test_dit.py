@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from seedvr2.errors import ConfigError, InputError
 from seedvr2.models.dit import DiTConfig, build_dit
 from seedvr2.models.dit.attention import build_window_plan
-from seedvr2.models.dit.layers import patchify, split_time_embedding, unpatchify
+from seedvr2.models.dit.layers import patchify, row_chunks, split_time_embedding, unpatchify
 from seedvr2.models.dit.windows import window_partition
 
 GRIDS = [(1, 1, 1), (1, 17, 23), (3, 34, 60), (5, 45, 80), (9, 7, 130), (31, 12, 9), (40, 90, 3)]
@@ -104,6 +104,21 @@ def test_packed_clips_equal_separate_calls(preset: str) -> None:
             txt_shape=both["txt_shape"][i : i + 1], timestep=both["timestep"][i : i + 1],
         )
         assert torch.allclose(out.split(vid_rows)[i], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["3b-tiny", "7b-tiny"])
+def test_row_ranges_of_cpu_inference_give_the_outputs_of_one_pass(preset: str) -> None:
+    """fp32 CPU inference runs the row-wise sub-layers in ranges of rows (4096 at width 128);
+    with autograd on they run in one. Two packed clips at two timesteps (per-token modulation),
+    4608 patched rows: a range boundary inside the second clip."""
+    model = _randomized(preset)
+    args = _inputs(model.config, [(2, 64, 72), (1, 96, 96)], [3, 5])
+    with torch.no_grad():
+        assert len(row_chunks(torch.empty(4608, model.config.dim))) == 2
+        ranged = model(**args)
+    assert len(row_chunks(torch.empty(4608, model.config.dim))) == 1
+    whole = model(**args).detach()
+    assert torch.allclose(ranged, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_checkpointing_keeps_outputs_and_gradients() -> None:

@@ -11,7 +11,8 @@ from seedvr2.pipeline.color import (
     color_correct,
     lab_to_rgb,
     rgb_to_lab,
-    wavelet_split,
+    wavelet_low,
+    wavelet_transfer,
 )
 from seedvr2.pipeline.sizing import crop_output, plan_size, resize_and_pad
 
@@ -48,11 +49,18 @@ def test_resize_pad_crop_keeps_every_pixel() -> None:
     assert torch.equal(padded[..., 31, :50], frames[..., 29, :])  # edge replicated
 
 
-def test_wavelet_split_sums_back_and_low_is_smooth() -> None:
+def test_wavelet_low_is_smooth_and_keeps_the_mean() -> None:
     x = torch.rand(1, 3, 64, 64)
-    high, low = wavelet_split(x)
-    assert torch.allclose(high + low, x, atol=1e-6)
+    low = wavelet_low(x)
     assert low.std() < x.std() / 4
+    assert torch.allclose(low.mean((2, 3)), x.mean((2, 3)), atol=0.02)
+
+
+def test_wavelet_transfer_is_content_highs_plus_reference_lows() -> None:
+    """Computed with one pyramid (the blur is linear): the same as the two-pyramid definition."""
+    content, reference = torch.rand(2, 3, 40, 56), torch.rand(2, 3, 40, 56)
+    expected = content - wavelet_low(content) + wavelet_low(reference)
+    assert torch.allclose(wavelet_transfer(content, reference), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["wavelet", "adain", "lab"])

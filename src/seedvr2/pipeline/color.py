@@ -28,18 +28,18 @@ def _binomial_blur(x: torch.Tensor, dilation: int) -> torch.Tensor:
     return F.conv2d(padded, kernel, dilation=dilation, groups=x.shape[1])
 
 
-def wavelet_split(x: torch.Tensor, levels: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """(high, low) frequencies of (f, c, h, w): low = blur at dilations 1, 2, 4, 8, 16."""
+def wavelet_low(x: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """Low frequencies of (f, c, h, w): the blur at dilations 1, 2, 4, 8, 16."""
     low = x
     for level in range(levels):
         low = _binomial_blur(low, 2**level)
-    return x - low, low
+    return low
 
 
 def wavelet_transfer(content: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    high, _ = wavelet_split(content)
-    _, low = wavelet_split(reference)
-    return high + low
+    """``high(content) + low(reference)``, computed as ``content + low(reference - content)``:
+    the blur is linear, so one pyramid instead of two."""
+    return content + wavelet_low(reference - content)
 
 
 def _match_moments(x: torch.Tensor, ref: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

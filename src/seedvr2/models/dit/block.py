@@ -20,6 +20,8 @@ from .layers import (
     modulate,
     per_token,
     rms_norm,
+    row_chunks,
+    take_rows,
 )
 from .rope import RotaryEmbedding3d, apply_rotary, rotate, rotation_factors
 
@@ -41,24 +43,32 @@ class JointWindowAttention(nn.Module):
         self.norm_k = DualStream(qk_norm, shared)
         self.rope = RotaryEmbedding3d(config, device=factory.get("device"))
 
-    def _qkv(self, x: torch.Tensor, stream: str) -> tuple[torch.Tensor, ...]:
+    def project(
+        self, x: torch.Tensor, stream: str, factors: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:  # q, k, v, each (l, n, k)
+        """q, k, v of normalised, modulated rows ``x`` (l, d): qkv projection and q/k norms,
+        then RoPE by ``factors`` (l, 1, k/2) where given (video rows)."""
         qkv = rearrange(
             self.proj_qkv.stream(stream)(x), "l (three n k) -> three l n k", three=3, n=self.heads
         )
         q = self.norm_q.stream(stream)(qkv[0])
         k = self.norm_k.stream(stream)(qkv[1])
+        if factors is not None:
+            q, k = rotate(q, factors), rotate(k, factors)
         return q, k, qkv[2]
 
-    def _rotate_text(
-        self, q: torch.Tensor, k: torch.Tensor, text_lengths: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Text RoPE at positions (i, i, i) per clip (3B only; identical in every window)."""
+    def project_text(
+        self, txt: torch.Tensor, text_lengths: list[int]
+    ) -> tuple[torch.Tensor, ...]:  # q, k, v, each (l_txt, n, k)
+        """q, k, v of the text rows; RoPE at positions (i, i, i) per clip (3B only; identical in
+        every window)."""
+        q, k, v = self.project(txt, "txt")
         if not self.rope.rotates_text or q.shape[0] == 0:
-            return q, k
+            return q, k, v
         angles = torch.cat([self.rope.text_angles(n) for n in text_lengths])  # (l_txt, p)
-        return apply_rotary(q, angles), apply_rotary(k, angles)
+        return apply_rotary(q, angles), apply_rotary(k, angles), v
 
-    def _video_factors(self, plan: WindowPlan, head_dim: int) -> torch.Tensor:
+    def video_factors(self, plan: WindowPlan, head_dim: int) -> torch.Tensor:
         """RoPE factors (l_vid, 1, k/2) of every video row at its window-local position.
 
         Cached on the plan: every block of a forward shares it. A plan serves one DiT, whose
@@ -76,26 +86,19 @@ class JointWindowAttention(nn.Module):
             plan.cache[key] = rotation_factors(angles, head_dim)
         return plan.cache[key]
 
-    def forward(
+    def attend(
         self,
-        vid: torch.Tensor,  # (l_vid, d), normalised and modulated
-        txt: torch.Tensor,  # (l_txt, d)
+        q_all: torch.Tensor,  # (l_vid + l_txt, n, k): video rows, then text rows
+        k_all: torch.Tensor,
+        v_all: torch.Tensor,
+        l_vid: int,
         plan: WindowPlan,
-        text_lengths: list[int],
         with_text_output: bool = True,
         backend: Backend = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q_vid, k_vid, v_vid = self._qkv(vid, "vid")  # (l_vid, n, k)
-        q_txt, k_txt, v_txt = self._qkv(txt, "txt")  # (l_txt, n, k)
-        q_txt, k_txt = self._rotate_text(q_txt, k_txt, text_lengths)
-        factors = self._video_factors(plan, q_vid.shape[-1])  # (l_vid, 1, k/2)
-        q_vid, k_vid = rotate(q_vid, factors), rotate(k_vid, factors)
-
-        # One gather per segment tensor from [video rows | text rows] (no per-window concat).
-        q_all = torch.cat([q_vid, q_txt]) if with_text_output else q_vid
-        k_all, v_all = torch.cat([k_vid, k_txt]), torch.cat([v_vid, v_txt])
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # (l_vid, n, k), text (l_txt, d) or None
+        """Windowed attention; the text output is its mean over each clip's windows, projected."""
         segments = []
-        for group in plan.groups:
+        for group in plan.groups:  # one gather per segment tensor from [video rows | text rows]
             rows = group.seg_index if with_text_output else group.vid_index
             segments.append(tuple(
                 x.index_select(0, index.reshape(-1)).unflatten(0, index.shape)
@@ -103,21 +106,21 @@ class JointWindowAttention(nn.Module):
             ))  # each (g, s, n, k)
         outputs = grouped_attention(segments, backend)
 
-        out_vid = torch.empty_like(q_vid)
-        out_txt = torch.zeros_like(q_txt) if with_text_output else None
+        out_vid = q_all.new_empty(l_vid, *q_all.shape[1:])
+        out_txt = q_all.new_zeros(q_all.shape[0] - l_vid, *q_all.shape[1:]) if (
+            with_text_output) else None
         for group, out in zip(plan.groups, outputs):
             win_len = group.vid_index.shape[1]
             out_vid[group.vid_index.reshape(-1)] = out[:, :win_len].flatten(0, 1)
             if out_txt is not None:  # sum over each clip's windows
                 for t0, t1, w0, w1 in group.txt_clips:
                     out_txt[t0:t1] += out[w0:w1, win_len:].sum(0)
-        o_vid = self.proj_out.stream("vid")(out_vid.flatten(1))
         if out_txt is None:
-            return o_vid, None
+            return out_vid, None
         if plan.text_sum is not None:
             out_txt = plan.text_sum(out_txt)
         mean_txt = out_txt.flatten(1) / plan.windows_per_txt_row.to(out_txt.dtype)
-        return o_vid, self.proj_out.stream("txt")(mean_txt)
+        return out_vid, self.proj_out.stream("txt")(mean_txt)
 
 
 class MMBlock(nn.Module):
@@ -147,6 +150,51 @@ class MMBlock(nn.Module):
             for layer, layer_emb in zip(("attn", "mlp"), emb)
         )
 
+    def _attention_inputs(
+        self,
+        vid: torch.Tensor,  # (l_vid, d)
+        a_txt: torch.Tensor,  # (l_txt, d), normalised (and modulated)
+        vid_attn: Modulation,
+        plan: WindowPlan,
+        text_lengths: list[int],
+    ) -> tuple[torch.Tensor, ...]:  # q, k, v, each (l_vid + l_txt, n, k)
+        """q, k, v of [video rows | text rows], video rows computed range by range into them."""
+        attn = self.attn
+        l_vid, (q_txt, k_txt, v_txt) = vid.shape[0], attn.project_text(a_txt, text_lengths)
+        factors = attn.video_factors(plan, q_txt.shape[-1])  # (l_vid, 1, k/2)
+        buffers = [x.new_empty(l_vid + x.shape[0], *x.shape[1:]) for x in (q_txt, k_txt, v_txt)]
+        for rows in row_chunks(vid):
+            a_vid = modulate(rms_norm(vid[rows], self.eps), _rows(vid_attn, rows))
+            for buffer, x in zip(buffers, attn.project(a_vid, "vid", factors[rows])):
+                buffer[rows] = x
+        for buffer, x in zip(buffers, (q_txt, k_txt, v_txt)):
+            buffer[l_vid:] = x
+        return tuple(buffers)
+
+    def _video_residuals(
+        self,
+        vid: torch.Tensor,  # (l_vid, d)
+        attended: torch.Tensor,  # (l_vid, n, k)
+        vid_attn: Modulation,
+        vid_mlp: Modulation,
+    ) -> torch.Tensor:  # (l_vid, d)
+        """The attention output's and then the MLP's gated residuals, range by range."""
+        proj_out, mlp = self.attn.proj_out.stream("vid"), self.mlp.stream("vid")
+
+        def update(rows: slice) -> torch.Tensor:
+            x = torch.addcmul(vid[rows], proj_out(attended[rows].flatten(1)),
+                              take_rows(vid_attn.gate, rows))  # x + out * gate
+            mod = _rows(vid_mlp, rows)
+            return torch.addcmul(x, mlp(modulate(rms_norm(x, self.eps), mod)), mod.gate)
+
+        chunks = row_chunks(vid)
+        if len(chunks) == 1:
+            return update(chunks[0])
+        out = torch.empty_like(vid)
+        for rows in chunks:
+            out[rows] = update(rows)
+        return out
+
     def forward(
         self,
         vid: torch.Tensor,  # (l_vid, d)
@@ -158,18 +206,13 @@ class MMBlock(nn.Module):
         backend: Backend = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         vid_attn, vid_mlp = self._modulations("vid", emb, vid_lengths)
-        a_vid = modulate(rms_norm(vid, self.eps), vid_attn)
         a_txt = rms_norm(txt, self.eps)
         if not self.vid_only:
             txt_attn, txt_mlp = self._modulations("txt", emb, txt_lengths)
             a_txt = modulate(a_txt, txt_attn)
-        o_vid, o_txt = self.attn(
-            a_vid, a_txt, plan, txt_lengths.tolist(), not self.vid_only, backend
-        )
-        vid = torch.addcmul(vid, o_vid, vid_attn.gate)  # gated residuals: x + out * gate
-        vid = torch.addcmul(
-            vid, self.mlp.stream("vid")(modulate(rms_norm(vid, self.eps), vid_mlp)), vid_mlp.gate
-        )
+        qkv = self._attention_inputs(vid, a_txt, vid_attn, plan, txt_lengths.tolist())
+        attended, o_txt = self.attn.attend(*qkv, vid.shape[0], plan, not self.vid_only, backend)
+        vid = self._video_residuals(vid, attended, vid_attn, vid_mlp)
         if self.vid_only:
             return vid, txt
         txt = torch.addcmul(txt, o_txt, txt_attn.gate)
@@ -177,3 +220,8 @@ class MMBlock(nn.Module):
             txt, self.mlp.stream("txt")(modulate(rms_norm(txt, self.eps), txt_mlp)), txt_mlp.gate
         )
         return vid, txt
+
+
+def _rows(mod: Modulation, rows: slice) -> Modulation:
+    """The modulation of token rows ``rows`` (per-token values sliced, one clip's as is)."""
+    return Modulation(*(take_rows(v, rows) for v in mod))

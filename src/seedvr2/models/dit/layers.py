@@ -87,6 +87,28 @@ def per_token(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(values, lengths, dim=0, output_size=int(lengths.sum()))
 
 
+def row_chunks(x: torch.Tensor) -> list[slice]:
+    """Row ranges in which to run the row-wise sub-layers over a (l, d) token tensor.
+
+    fp32 CPU inference: ranges of about 2 MiB of rows ((l, d) floats), so that a sub-layer's
+    chain of temporaries (norm, modulation, projections, activations) stays in cache instead of
+    streaming (l, d) tensors through memory once per operation. With the attention inputs
+    written in place, the bundled model's DiT took 13-14 s instead of 18-20 s for 21 frames at
+    848x480 on 2 cores (`benchmarks/RESULTS.md`). Elsewhere (GPU, autograd, other dtypes) one
+    range: small kernels would cost launches there, and autograd would keep every range's graph.
+    """
+    rows = x.shape[0]
+    if x.dtype != torch.float32 or x.device.type != "cpu" or torch.is_grad_enabled():
+        return [slice(0, rows)]
+    step = max(1024, (1 << 19) // x.shape[-1])
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def take_rows(values: torch.Tensor, rows: slice) -> torch.Tensor:
+    """``values[rows]`` of per-token values (l, ...); per-clip values of one clip (1, ...) as is."""
+    return values if values.shape[0] == 1 else values[rows]
+
+
 def modulate(x: torch.Tensor, mod: Modulation) -> torch.Tensor:
     """``x * scale + shift`` (no implicit ``1 +``: the learned scale starts at 1); one kernel."""
     return torch.addcmul(mod.shift, x, mod.scale)

@@ -43,9 +43,9 @@ def test_no_specks(restored) -> None:
 
 
 def test_a_clean_down_scale_comes_back_better_than_bicubic(restored) -> None:
-    """At least 0.1 dB above bicubic (v19 on this frame: +0.54 dB, v13 +0.50 dB, v9 +0.40 dB, v5
-    +0.23 dB; the earlier bundled models: v3 +0.05 dB, and 0.34 dB below bicubic on the card's
-    clean x2 evaluations; v2 2.5 dB below)."""
+    """At least 0.1 dB above bicubic (v20 and v19 on this frame: +0.54 dB, v13 +0.50 dB, v9
+    +0.40 dB, v5 +0.23 dB; the earlier bundled models: v3 +0.05 dB, and 0.34 dB below bicubic on
+    the card's clean x2 evaluations; v2 2.5 dB below)."""
     def psnr(x: torch.Tensor) -> float:
         return float(-10 * torch.log10(((x - restored["truth"]) ** 2).mean()))
 

@@ -9,6 +9,10 @@
 * ``runs/small-data3`` (v16 on): 23 photographs from two Debian wallpaper packages (pinned
   versions, sha256-checked ``.deb`` files fetched by ``apt-get download``), down-scaled to at most
   1024 px so that their JPEG noise is gone; ``runs/small-data-soft3``: their soft copies (seed 3);
+* ``runs/small-data4`` (v22 on): the 15 of those photographs that ``runs/val-photos`` does not
+  hold; ``runs/val-photos`` (model selection only, tenth session on): the other 8 (every third in
+  name order, from the second), down-scaled to at most 512 px: natural photographs, where the
+  content is smoother than the procedural images of ``runs/val`` and strong denoising pays;
 * ``runs/val`` (model selection only, never trained on): 6 procedural images (seed 1) and the
   scikit-image photos ``coffee`` and ``rocket``;
 * ``runs/val-smooth`` (model selection only): the ``runs/val`` images blurred (Gaussian, radius
@@ -66,6 +70,7 @@ DEBIAN_PHOTOS = {  # package: (version, sha256 of its .deb, {name: photograph});
             ("Kokkini", "3840x2160.png"), ("Path", "2560x1600.jpg"), ("Shell", "5120x2880.jpg"),
             ("Volna", "5120x2880.jpg"), ("summer_1am", "2560x1600.jpg"))}),
 }
+VALIDATION_PHOTO_SIDE = 512  # px: runs/val-photos, longest side
 PAN = (5, 240, 320, 3)  # runs/val-video: frames, height, width, largest speed (px per frame)
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "SEEDVR2", "video", "restoration", "0123456789", "bicycle", "road", "street", "camera", "phone", "car", "window", "face", "tree", "sky"]
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
@@ -205,6 +210,21 @@ def debian_photos() -> None:
             k += 1
 
 
+def debian_split() -> None:
+    """``runs/val-photos`` and ``runs/small-data4``: the Debian photographs split 8 / 15 by name
+    order (every third, from the second, to validation), so no photograph is in both."""
+    for folder in ("val-photos", "small-data4"):
+        (RUNS / folder).mkdir(parents=True, exist_ok=True)
+    for k, path in enumerate(sorted((RUNS / "small-data3").glob("*.png"))):
+        image = Image.open(path).convert("RGB")
+        if k % 3 != 1:
+            image.save(RUNS / "small-data4" / path.name)
+            continue
+        factor = max(image.size) / VALIDATION_PHOTO_SIDE
+        image.resize((round(image.width / factor), round(image.height / factor)),
+                     Image.Resampling.BICUBIC).save(RUNS / "val-photos" / path.name)
+
+
 def main() -> None:
     for folder in ("small-data", "small-data2", "small-data-soft", "val", "val-smooth",
                    "small-text", "small-s2d"):
@@ -238,6 +258,7 @@ def main() -> None:
         Image.open(image).convert("RGB").filter(ImageFilter.GaussianBlur(SMOOTH_RADIUS)).save(
             RUNS / "val-smooth" / image.name)
     debian_photos()
+    debian_split()
     (RUNS / "val-video").mkdir(exist_ok=True)
     rng = np.random.default_rng(4)
     for image in sorted((RUNS / "val").glob("*.png")):

@@ -4,7 +4,9 @@
 # runs/val-smooth (the same images blurred: soft sources, where bicubic is near lossless), as
 # clean down-scales (smooth) and through the mild config (smooth-mild: soft and compressed), and
 # on runs/val-video (5-frame pans over the runs/val images) through the protocol (video-heavy:
-# where using neighbouring frames pays).
+# where using neighbouring frames pays), and on runs/val-photos (natural photographs, split from
+# the Debian ones; tenth session on) through the protocol, the mild config and clean down-scales
+# (photo-heavy, photo-mild, photo-clean: smoother content, where strong denoising pays).
 # Usage: scripts/validate_small.sh RUN_DIR STEP [STEP ...]; prints mean PSNR/SSIM per regime
 # against bicubic (scripts/summarize_eval.py). NETWORK=generator scores the raw (not averaged)
 # generator instead of its EMA; BASELINES="DIR ..." scores those model folders alongside (for
@@ -25,7 +27,7 @@ for step in "$@"; do
   models+=(--model "$model")
 done
 for scale in 2 4; do
-  for regime in clean mild heavy smooth smooth-mild video-heavy; do
+  for regime in clean mild heavy smooth smooth-mild video-heavy photo-heavy photo-mild photo-clean; do
     data=runs/val; frames=1
     case $regime in
       clean) deg=() ;; mild) deg=(--degradation $G/mild_video.yaml) ;;
@@ -33,6 +35,9 @@ for scale in 2 4; do
       smooth) deg=(); data=runs/val-smooth ;;  # soft sources: bicubic is near lossless
       smooth-mild) deg=(--degradation $G/mild_video.yaml); data=runs/val-smooth ;;
       video-heavy) deg=(--degradation $G/realesrgan_video.yaml); data=runs/val-video; frames=5 ;;
+      photo-heavy) deg=(--degradation $G/realesrgan_video.yaml); data=runs/val-photos ;;
+      photo-mild) deg=(--degradation $G/mild_video.yaml); data=runs/val-photos ;;
+      photo-clean) deg=(); data=runs/val-photos ;;
     esac
     out=runs/select/val-$regime-x$scale
     remove_outputs "$out" "${EVAL_OUTPUTS[@]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from seedvr2.models.dit import resolve_dit_config
 from seedvr2.models.vae import resolve_vae_config
 
 
-def write_tiny_model(folder: Path, seed: int = 0, negative: bool = True) -> Path:
+def write_tiny_model(
+    folder: Path, seed: int = 0, negative: bool = True, color_correction: str = "wavelet"
+) -> Path:
     """dit/vae safetensors (config in the metadata) and prompt embeddings, random weights."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    dit_config, vae_config = resolve_dit_config("3b-tiny"), resolve_vae_config("tiny")
+    dit_config = dataclasses.replace(resolve_dit_config("3b-tiny"), color_correction=color_correction)
+    vae_config = resolve_vae_config("tiny")
     for name, model, config in (
         ("dit", build_dit(dit_config), dit_config),
         ("vae", build_vae(vae_config), vae_config),

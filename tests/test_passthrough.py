@@ -13,8 +13,10 @@ from seedvr2 import Restorer
 from seedvr2.errors import ConfigError
 from seedvr2.eval.baselines import bicubic
 from seedvr2.models.dit import build_dit
+from seedvr2.models.dit.config import COLOR_CORRECTION_NAMES
 from seedvr2.models.dit.passthrough import make_passthrough
 from seedvr2.models.vae.space_to_depth import space_to_depth_config, space_to_depth_vae
+from seedvr2.pipeline.color import COLOR_CORRECTIONS
 from seedvr2.pipeline.sizing import SizePlan, resize_and_pad
 
 SMALL = dict(dim=128, heads=2, head_dim=64, num_layers=2, mm_layers=1, mlp_type="gelu",
@@ -38,6 +40,21 @@ def test_the_velocity_is_x_t_minus_the_condition(patch) -> None:
     x_t, cond = torch.randn(rows, 12), torch.rand(rows, 12) * 2 - 1
     v = _velocity(dit, x_t, cond, shapes)
     assert (x_t - v - cond).abs().max() < 1e-5
+
+
+def test_a_deterministic_generator_too_narrow_for_x_t_passes_the_condition_alone() -> None:
+    """8x8-pixel tokens (patch 4 over the 2x space-to-depth latent): P = 192 > dim / 2."""
+    torch.manual_seed(0)
+    narrow = {**SMALL, "dim": 256, "heads": 4, "patch_size": (1, 4, 4), "start_noise": 0.0}
+    dit = make_passthrough(build_dit(narrow))
+    shapes = [[2, 8, 12]]
+    cond = torch.rand(2 * 8 * 12, 12) * 2 - 1
+    v = _velocity(dit, torch.zeros_like(cond), cond, shapes)  # start_noise 0: x_t = 0
+    assert (-v - cond).abs().max() < 1e-5
+    with pytest.raises(ConfigError, match="dim must be at least 384"):  # x_t may be non-zero
+        make_passthrough(build_dit({**narrow, "start_noise": 1.0}))
+    with pytest.raises(ConfigError, match="dim must be at least 192"):
+        make_passthrough(build_dit({**narrow, "dim": 128, "heads": 2}))
 
 
 def test_training_moves_the_output_from_the_first_step() -> None:
@@ -105,6 +122,12 @@ def test_condition_resize_bicubic_makes_the_pass_through_the_bicubic_baseline(tm
 def test_an_unknown_condition_resize_is_refused() -> None:
     with pytest.raises(ConfigError, match="condition_resize 'lanczos' is not one of"):
         build_dit({**SMALL, "condition_resize": "lanczos"})
+
+
+def test_the_colour_corrections_a_dit_may_name_are_the_pipelines() -> None:
+    assert set(COLOR_CORRECTION_NAMES) == set(COLOR_CORRECTIONS)
+    with pytest.raises(ConfigError, match="color_correction 'sepia' is not one of"):
+        build_dit({**SMALL, "color_correction": "sepia"})
 
 
 @pytest.mark.parametrize("start_noise", [0.0, 1.0])

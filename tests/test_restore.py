@@ -167,6 +167,21 @@ def test_guidance_without_a_negative_prompt_is_explained(tmp_path):
         restorer.restore(_frames(1, 16, 16))
 
 
+def test_the_models_own_colour_correction_applies_unless_options_name_one(tiny_model, tmp_path):
+    from model_fixtures import write_tiny_model
+
+    plain = write_tiny_model(tmp_path / "m", color_correction="none")  # tiny_model's weights
+    wavelet_model = Restorer.from_pretrained(tiny_model, device="cpu", scale=2)
+    none_model = Restorer.from_pretrained(plain, device="cpu", scale=2)
+    assert (wavelet_model.color_correction, none_model.color_correction) == ("wavelet", "none")
+    frames = _frames(1, 16, 24)
+    own, corrected = none_model.restore(frames), wavelet_model.restore(frames)
+    assert np.abs(own - corrected).max() > 1e-2  # the correction changes this output
+    np.testing.assert_array_equal(own, wavelet_model.with_options(color="none").restore(frames))
+    np.testing.assert_array_equal(corrected,
+                                  none_model.with_options(color="wavelet").restore(frames))
+
+
 def test_loading_a_vae_file_as_dit_names_the_mix_up(tiny_model):
     with pytest.raises(CheckpointError, match="not a DiT"):
         load_dit(tiny_model / "vae.safetensors", torch.float32)

@@ -144,6 +144,20 @@ def test_exported_weights_rebuild_the_model_from_one_file(media: Path, tmp_path:
     run(write_config(tmp_path / "b.yaml", again))  # a weights file starts a run too
 
 
+def test_export_can_record_the_dits_colour_correction(media: Path, tmp_path: Path) -> None:
+    run(write_config(tmp_path / "a.yaml", tiny_config(media, tmp_path / "out", run={"steps": 1})))
+    plain = export_weights(tmp_path / "out", tmp_path / "dit.safetensors")
+    assert main(["export", str(tmp_path / "out"), str(tmp_path / "none.safetensors"),
+                 "--color-correction", "none"]) == 0  # fmt: skip
+    configs = {}
+    for path in (plain, tmp_path / "none.safetensors"):
+        with safe_open(str(path), framework="pt") as handle:
+            configs[path.stem] = json.loads(handle.metadata()["config"])
+    assert configs["dit"]["color_correction"] == "wavelet"
+    assert configs["none"] == {**configs["dit"], "color_correction": "none"}
+    assert load_file(str(plain)).keys() == load_file(str(tmp_path / "none.safetensors")).keys()
+
+
 def test_export_keeps_an_existing_file_unless_overwrite(media: Path, tmp_path: Path, capsys,
                                                         umask_002: int) -> None:
     run(write_config(tmp_path / "a.yaml", tiny_config(media, tmp_path / "out", run={"steps": 1})))

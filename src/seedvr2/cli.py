@@ -94,8 +94,9 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
                       "input size x SCALE (default: 1, the input's size, without --resolution)")  # fmt: skip
     g.add_argument("--max-side", type=SIDE, help="cap on the output long side in pixels")
     g = p.add_argument_group("quality")
-    g.add_argument("--color", default="wavelet", help="colour correction: wavelet (default), "
-                   "adain, lab, none")  # fmt: skip
+    g.add_argument("--color", choices=("wavelet", "adain", "lab", "none"), help="colour "
+                   "correction (default: the model's; wavelet for the released models, none for "
+                   "the bundled one)")  # fmt: skip
     g.add_argument("--seed", type=SEED, default=666, help="noise seed (default: %(default)s)")
     g = p.add_argument_group("frames and memory")
     g.add_argument("-b", "--batch-size", type=POSITIVE, default=21, help="frames per batch, 4n+1 "
@@ -549,6 +550,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="the .safetensors file to write (a LoRA run: the adapter "
                    "folder, for restore --lora)")  # fmt: skip
     p.add_argument("--network", help="which network (default: the EMA of the trained one)")
+    p.add_argument("--color-correction", choices=("wavelet", "adain", "lab", "none"),
+                   help="record this as the DiT's own colour correction, which restore applies "
+                   "unless --color says otherwise (default: the one it trained with)")  # fmt: skip
     p.add_argument("-y", "--overwrite", action="store_true",
                    help="replace an existing output file; for an adapter folder, replace its "
                    "adapter files (nothing else in it is touched)")  # fmt: skip
@@ -586,7 +590,8 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from seedvr2 import train
 
-    written = train.export_weights(args.checkpoint, args.output, args.network, args.overwrite)
+    written = train.export_weights(args.checkpoint, args.output, args.network, args.overwrite,
+                                   args.color_correction)
     print(f"wrote {written}")
     return 0
 

@@ -23,7 +23,8 @@ SIZES = {  # page choice -> (scale, resolution)
     "720p (short side 720 px)": (None, 720), "1080p (short side 1080 px)": (None, 1080),
     "1440p (short side 1440 px)": (None, 1440), "4K (short side 2160 px)": (None, 2160),
 }  # fmt: skip
-COLORS = {"wavelet (default)": "wavelet", "adain": "adain", "lab": "lab", "none": "none"}
+COLORS = {"the model's (default)": None, "wavelet": "wavelet", "adain": "adain", "lab": "lab",
+          "none": "none"}  # fmt: skip
 QUALITY = {"standard": 0, "best (larger file)": -6, "smaller file": 6}  # crf offsets
 DEFAULT_CRF = {"h264": 18, "h265": 20, "vp9": 30}
 INTRO = """# SeedVR2: restore and upscale videos and pictures
@@ -140,7 +141,7 @@ class Page:
 
     def api(
         self, input: str, scale: float | None = 2.0, resolution: int | None = None,
-        model: str | None = None, color: str = "wavelet", codec: str = "h264",
+        model: str | None = None, color: str | None = None, codec: str = "h264",
         crf: int | None = None, strength: float = 1.0,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[str]:  # fmt: skip
@@ -148,7 +149,7 @@ class Page:
         try:
             request = runner.Request(
                 model or next(iter(self.pool.choices)), None if resolution else scale,
-                resolution or None, color, codec, crf, 1.0 if strength is None else strength,
+                resolution or None, color or None, codec, crf, 1.0 if strength is None else strength,
             )  # fmt: skip
         except SeedVR2Error as error:
             raise gr.Error(str(error), print_exception=False) from None
@@ -168,7 +169,8 @@ def build(page: Page, concurrency: int = 1) -> gr.Blocks:
                 files = gr.File(label="Videos or pictures", file_count="multiple", elem_id="inputs")
                 model = gr.Dropdown(labels, value=labels[0], label="Model")
                 size = gr.Dropdown(list(SIZES), value="2x", label="Output size")
-                color = gr.Radio(list(COLORS), value="wavelet (default)", label="Colour correction")
+                color = gr.Radio(list(COLORS), value="the model's (default)",
+                                 label="Colour correction")  # fmt: skip
                 strength = gr.Slider(0, 2, value=1, step=0.05, elem_id="strength",
                                      label="Strength: how much of the model's change to keep "
                                      "(below 1 tames over-sharpening)")  # fmt: skip
@@ -209,7 +211,7 @@ def _api(page: Page, concurrency: int) -> None:
         inputs = [
             gr.File(label="input"), gr.Number(label="scale", value=2.0),
             gr.Number(label="resolution", value=None, precision=0),
-            gr.Textbox(label="model", value=None), gr.Textbox(label="color", value="wavelet"),
+            gr.Textbox(label="model", value=None), gr.Textbox(label="color", value=None),
             gr.Textbox(label="codec", value="h264"), gr.Number(label="crf", value=None, precision=0),
             gr.Number(label="strength", value=1.0),
         ]  # fmt: skip

@@ -50,7 +50,7 @@ class Request:
     model: str  # a label of the pool's choices
     scale: float | None = None
     resolution: int | None = None
-    color: str = "wavelet"
+    color: str | None = None  # None: the model's own (DiTConfig.color_correction)
     codec: str = "h264"
     crf: int | None = None
     strength: float = 1.0  # share of the model's change kept (RestoreOptions.strength)

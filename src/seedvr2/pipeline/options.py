@@ -46,7 +46,7 @@ class RestoreOptions:
     overlap: int = 4  # frames shared (and cross-faded) by consecutive batches
     scene_cuts: bool = False  # never let a batch straddle a detected scene change
     prepend: int = 0  # reversed frames prepended to stabilise the start, removed afterwards
-    color: str = "wavelet"  # colour correction: wavelet, adain, lab, none
+    color: str | None = None  # colour correction: wavelet, adain, lab, none; None: the model's
     seed: int = 666
     steps: int = 1  # Euler steps (SeedVR2: 1)
     cfg_scale: float = 1.0  # classifier-free guidance (1 = negative prompt never run)
@@ -59,7 +59,7 @@ class RestoreOptions:
             raise InputError(f"--batch-size must be 4n+1 (1, 5, 9, 13, ...), got {self.batch_size}")
         if not 0 <= self.overlap < self.batch_size and self.batch_size > 1:
             raise InputError(f"--overlap {self.overlap} must be below --batch-size")
-        if self.color not in COLOR_CORRECTIONS:
+        if self.color is not None and self.color not in COLOR_CORRECTIONS:
             raise InputError(f"--color {self.color!r} is not one of {sorted(COLOR_CORRECTIONS)}")
         if self.steps < 1:
             raise InputError(f"--steps must be at least 1, got {self.steps}")

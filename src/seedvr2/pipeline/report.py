@@ -47,7 +47,7 @@ def build_report(restorer: Restorer | None, results: list[JobResult], extra: dic
         "peak_memory": peak_memory(restorer.devices),
         "dtype": str(restorer.dtype).removeprefix("torch."),
         "model": _plain(restorer.model.files),
-        "options": _plain(restorer.options),
+        "options": {**_plain(restorer.options), "color": restorer.color_correction},
         "runtime": _plain(restorer.runtime),
     }  # fmt: skip
     return {

@@ -268,6 +268,11 @@ class Restorer:
         self.control.cancel_request.clear()
 
     @property
+    def color_correction(self) -> str:
+        """The colour correction applied: ``options.color``, else the model's own."""
+        return self.options.color or self.model.dit.config.color_correction
+
+    @property
     def model_shape(self) -> ModelShape:
         """The network configs and prompt length, for FLOP counts and time estimates."""
         vae = self.model.vae
@@ -474,7 +479,8 @@ class Restorer:
                 video = (self._decode(restored)[:count] + 1) / 2  # (f, 3, H, W) about [0, 1]
             check_finite(video, self.device, self.dtype)
             reference = crop_output(reference, plan)
-            video = keep_change(color_correct(crop_output(video, plan), reference, o.color),
+            video = keep_change(color_correct(crop_output(video, plan), reference,
+                                              self.color_correction),
                                 reference, o.strength)
             return video.clamp_(0, 1).cpu()
 

@@ -22,7 +22,7 @@ from torch import nn
 from seedvr2.digests import file_sha256
 from seedvr2.errors import CheckpointError, ConfigError, OutputError, SeedVR2Error
 from seedvr2.models import build_dit
-from seedvr2.models.dit import SeedVR2DiT
+from seedvr2.models.dit import DiTConfig, SeedVR2DiT
 from seedvr2.models.dit.passthrough import make_passthrough
 from seedvr2.weights import ModelFiles, load_into, load_state_dict_file, locate_model
 from seedvr2.weights.adapters import (
@@ -113,17 +113,22 @@ def _check_export_output(output: Path, checkpoint: Path, overwrite: bool) -> Non
 
 
 def export_weights(
-    source: str | Path, output: str | Path, network: str | None = None, overwrite: bool = False
+    source: str | Path, output: str | Path, network: str | None = None, overwrite: bool = False,
+    color_correction: str | None = None,
 ) -> Path:
     """Write one network of a training checkpoint (default: the preferred, EMA first) as
     safetensors, with its resolved config as JSON in the metadata (spec style rule 8); of a LoRA
     run, its adapter as a PEFT folder tagged with the base DiT's SHA-256.
+
+    ``color_correction`` replaces the DiT config's ``color_correction`` (the one restore applies
+    to the model's output unless told otherwise), for a model trained before it was set.
 
     Files are written atomically, with the umask's permissions. An existing output is refused
     unless ``overwrite``; an adapter folder then has only its adapter files replaced.
 
     Raises:
         CheckpointError: an unreadable checkpoint, or one without ``network``.
+        ConfigError: ``color_correction`` for a network that is not a DiT, or not a known name.
         OutputError: ``output`` exists without ``overwrite``, is the checkpoint, is a folder
             where a file goes (or the reverse), or its folder does not exist.
     """
@@ -144,6 +149,10 @@ def export_weights(
                             adapter["base_sha256"], adapter["base"], overwrite)
     if output.is_dir():
         raise OutputError(f"{output} is a folder; name the .safetensors file to write")
+    if color_correction is not None:
+        if "patch_size" not in config:  # discriminators and VAEs have no colour correction
+            raise ConfigError(f"--color-correction is for a DiT; {name!r} of {path} is not one")
+        config = DiTConfig.from_dict({**config, "color_correction": color_correction}).to_dict()
     metadata = {"config": json.dumps(config), "network": name, "step": str(payload["step"])}
     return write_atomically(output, lambda temp: save_safetensors(state, temp, metadata))
 

@@ -34,6 +34,13 @@ SHIFTED: WindowMethod = "720pswin_by_size_bysize"
 ConditionResize = Literal["bicubic_antialias", "bicubic"]
 CONDITION_RESIZES: tuple[str, ...] = ("bicubic_antialias", "bicubic")
 
+# The colour correction restoration applies unless told otherwise (``seedvr2.pipeline.color``).
+# The released models drift in colour and are run with the official demo's wavelet correction; a
+# model that outputs the right colours itself can say ``none``, so that its own corrections of the
+# input's low frequencies (the degradations darken it) are not replaced by the input's again.
+ColorCorrection = Literal["wavelet", "adain", "lab", "none"]
+COLOR_CORRECTION_NAMES: tuple[str, ...] = ("wavelet", "adain", "lab", "none")
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -62,6 +69,8 @@ class DiTConfig:
     start_noise: float = 1.0
     # How the LQ is up-scaled to the output size into the condition (the pipeline's upscale_lq).
     condition_resize: ConditionResize = "bicubic_antialias"
+    # The colour correction restore applies to this model's output by default.
+    color_correction: ColorCorrection = "wavelet"
 
     def __post_init__(self) -> None:
         if self.dim != self.heads * self.head_dim:
@@ -73,6 +82,9 @@ class DiTConfig:
         if self.condition_resize not in CONDITION_RESIZES:
             raise ConfigError(f"condition_resize {self.condition_resize!r} is not one of "
                               f"{list(CONDITION_RESIZES)}")
+        if self.color_correction not in COLOR_CORRECTION_NAMES:
+            raise ConfigError(f"color_correction {self.color_correction!r} is not one of "
+                              f"{list(COLOR_CORRECTION_NAMES)}")
         if self.mlp_type not in ("swiglu", "gelu"):
             raise ConfigError(f"mlp_type {self.mlp_type!r} is not 'swiglu' or 'gelu'")
         if self.rope_type not in ("mmrope3d", "rope3d"):

@@ -67,3 +67,10 @@ def test_help_shows_defaults_and_an_advanced_group(capsys):
     for flag in ("--cfg-scale", "--cond-noise", "--temporal-chunk", "--attention", "--steps",
                  "--no-memory-check"):  # fmt: skip
         assert f" {flag} " in advanced and f" {flag} " not in main_part
+
+
+def test_the_cli_offers_the_colour_corrections_a_dit_may_name():
+    from seedvr2.cli import COLOR_CORRECTIONS
+    from seedvr2.models.dit.config import COLOR_CORRECTION_NAMES
+
+    assert COLOR_CORRECTIONS == COLOR_CORRECTION_NAMES

@@ -21,6 +21,10 @@ from seedvr2 import __version__
 from seedvr2.errors import SeedVR2Error
 from seedvr2.spelling import command_line
 
+# DiTConfig's colour correction names (models.dit.config), spelled here so that parsing the
+# command line imports no torch; tests/test_cli_arguments.py checks that the two agree.
+COLOR_CORRECTIONS = ("wavelet", "adain", "lab", "none")
+
 if TYPE_CHECKING:  # the pipeline (and torch) is imported when a command runs, not for --help
     from seedvr2.pipeline import InputSelection, OutputSettings, RestoreOptions, RuntimeOptions
     from seedvr2.pipeline.memory import ModelFacts
@@ -94,7 +98,7 @@ def _restore_parser(sub: argparse._SubParsersAction) -> None:
                       "input size x SCALE (default: 1, the input's size, without --resolution)")  # fmt: skip
     g.add_argument("--max-side", type=SIDE, help="cap on the output long side in pixels")
     g = p.add_argument_group("quality")
-    g.add_argument("--color", choices=("wavelet", "adain", "lab", "none"), help="colour "
+    g.add_argument("--color", choices=COLOR_CORRECTIONS, help="colour "
                    "correction (default: the model's; wavelet for the released models, none for "
                    "the bundled one)")  # fmt: skip
     g.add_argument("--seed", type=SEED, default=666, help="noise seed (default: %(default)s)")
@@ -550,7 +554,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="the .safetensors file to write (a LoRA run: the adapter "
                    "folder, for restore --lora)")  # fmt: skip
     p.add_argument("--network", help="which network (default: the EMA of the trained one)")
-    p.add_argument("--color-correction", choices=("wavelet", "adain", "lab", "none"),
+    p.add_argument("--color-correction", choices=COLOR_CORRECTIONS,
                    help="record this as the DiT's own colour correction, which restore applies "
                    "unless --color says otherwise (default: the one it trained with)")  # fmt: skip
     p.add_argument("-y", "--overwrite", action="store_true",
